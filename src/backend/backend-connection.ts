@@ -1,0 +1,648 @@
+// BackendConnection: one upstream socket. Logs in, then scans the server's messages by header and
+// passes them to whoever holds the lease; it knows the transaction status, what replies are still
+// owed, and whether it is fit for reuse (`bad`).
+
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import tls from "node:tls";
+import { md5Password } from "../auth/md5.js";
+import { ScramClientExchange } from "../auth/scram-sha-256.js";
+import type { UpstreamTarget } from "../config/schema.js";
+import {
+  DisconnectReason,
+  ProxyError,
+  reasonForFatal,
+  type ServerError,
+  serverErrorFrom,
+} from "../errors.js";
+import { AuthCode, BackendCode, FrontendCode, TxStatus } from "../protocol/codes.js";
+import { FrameScanner, type FrameSink, streamedCodes } from "../protocol/frame-scanner.js";
+import * as msg from "../protocol/messages.js";
+import { Action, ExpectedResponses } from "./expected-responses.js";
+import { PreparedStatementCache } from "./prepared-statements.js";
+
+/** Whoever holds a backend (a client session, or the pool's own check/reset) hears its replies. */
+export interface BackendListener {
+  /** Server bytes to pass on to the client, as a range of a received chunk. */
+  forward(buf: Buffer, start: number, end: number): void;
+  /** A reply we answer ourselves (ParseComplete, CloseComplete), in stream order. */
+  insert(bytes: Buffer): void;
+  /** The end of one received chunk: flush what was forwarded. */
+  chunkEnd(): void;
+  /** A ReadyForQuery after which nothing more is owed. */
+  ready(status: number): void;
+  /** A ParameterStatus from the server (recorded in `params`; forwarded by us unless `ignored`). */
+  parameter?(name: string, value: string, ignored: boolean): void;
+  /** The connection died while leased. */
+  lost(reason: DisconnectReason, error: ServerError | null): void;
+}
+
+export const BackendState = {
+  Connecting: "connecting",
+  Idle: "idle",
+  Active: "active",
+  Closed: "closed",
+} as const;
+export type BackendState = (typeof BackendState)[keyof typeof BackendState];
+
+export interface BackendOptions {
+  target: UpstreamTarget;
+  /** The address to dial this time (DNS is re-resolved by the caller for every connection). */
+  address: { host: string; port: number } | { path: string };
+  user: string;
+  password: string | null;
+  database: string;
+  connectTimeoutMs: number;
+  keepaliveIdleMs: number;
+  maxPreparedStatements: number;
+  applicationName?: string;
+}
+
+const BACKEND_STREAMED = streamedCodes(BackendCode.DataRow, BackendCode.CopyData);
+/** Server messages are trusted but bounded: 1 GB is Postgres's own limit on a field. */
+const MAX_SERVER_MESSAGE = 0x40000000 + 1024;
+
+let nextId = 1;
+
+export class BackendConnection implements FrameSink {
+  readonly id = nextId++;
+  state: BackendState = BackendState.Connecting;
+  /** ParameterStatus values as this server last reported them. */
+  readonly params = new Map<string, string>();
+  /** Settings we SET on this server that it does not report (statement_timeout, ...). */
+  readonly settings = new Map<string, string>();
+  pid = 0;
+  secret: Buffer = Buffer.alloc(0);
+  txStatus: number = TxStatus.Idle;
+  readonly expected = new ExpectedResponses();
+  readonly prepared: PreparedStatementCache;
+  readonly createdAt = Date.now();
+  /** When the connection last went idle (or was created); drives server_check_delay. */
+  idleSince = Date.now();
+  /** Set once the connection must not be reused; the reason is recorded when it closes. */
+  bad = false;
+  closeReason: DisconnectReason | null = null;
+  /** Session state that ties this server to its client (pins), by reason. */
+  readonly pins = new Set<string>();
+  listener: BackendListener | null = null;
+  /** Bytes written since the lease began (for "was anything sent" decisions). */
+  bytesSent = 0;
+  /** Called once when the connection is gone, whatever the cause. */
+  onClose: ((conn: BackendConnection) => void) | null = null;
+
+  private socket: net.Socket | null = null;
+  private readonly scanner = new FrameScanner(MAX_SERVER_MESSAGE, BACKEND_STREAMED);
+  private loggedIn = false;
+  /** Action applied to the pieces of a streamed message still arriving. */
+  private streamAction: Action = Action.Forward;
+  private fatal: ServerError | null = null;
+  private closed = false;
+  private scram: ScramClientExchange | null = null;
+  private loginResolve: (() => void) | null = null;
+  private loginReject: ((err: Error) => void) | null = null;
+
+  constructor(readonly options: BackendOptions) {
+    this.prepared = new PreparedStatementCache(options.maxPreparedStatements);
+  }
+
+  get address(): string {
+    const a = this.options.address;
+    return "path" in a ? a.path : `${a.host}:${a.port}`;
+  }
+
+  /** Opens the socket (with TLS per sslmode) and logs in. Rejects with ServerError or ProxyError. */
+  connect(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(
+          new ProxyError("connect_timeout", "08006", "timeout while connecting to the server"),
+          DisconnectReason.ConnectTimeout,
+        );
+      }, this.options.connectTimeoutMs);
+      this.loginResolve = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.loginReject = (err) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      const a = this.options.address;
+      const sock =
+        "path" in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port });
+      sock.setNoDelay(true);
+      sock.setKeepAlive(true, this.options.keepaliveIdleMs);
+      this.attach(sock);
+      sock.once("connect", () => {
+        const sslmode = this.options.target.sslmode;
+        if (sslmode === "disable" || "path" in a) this.sendStartup();
+        else sock.write(msg.sslRequestPacket);
+      });
+      this.awaitingSslAnswer = this.options.target.sslmode !== "disable" && !("path" in a);
+    });
+  }
+
+  private awaitingSslAnswer = false;
+
+  private attach(sock: net.Socket): void {
+    this.socket = sock;
+    sock.on("data", (chunk: Buffer) => this.onData(chunk));
+    sock.on("error", (err: NodeJS.ErrnoException) => this.onSocketGone(err));
+    sock.on("close", () => this.onSocketGone(null));
+    sock.on("end", () => sock.destroy());
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.awaitingSslAnswer) {
+      this.awaitingSslAnswer = false;
+      this.onSslAnswer(chunk);
+      return;
+    }
+    this.scanner.push(chunk, this);
+  }
+
+  private onSslAnswer(chunk: Buffer): void {
+    const answer = chunk[0];
+    if (chunk.length > 1) {
+      // Bytes after the one-byte answer would be injected by a man in the middle (CVE-2021-23222).
+      this.fail(
+        new ProxyError("ssl_protocol", "08P01", "received unencrypted data after SSL response"),
+        DisconnectReason.ProtocolError,
+      );
+      return;
+    }
+    const { sslmode, sslrootcert, host } = this.options.target;
+    if (answer !== 0x53) {
+      if (sslmode === "prefer") return this.sendStartup();
+      this.fail(
+        new ProxyError("ssl_refused", "08006", "server does not support SSL, but SSL was required"),
+        DisconnectReason.LoginFailed,
+      );
+      return;
+    }
+    const plain = this.socket as net.Socket;
+    plain.removeAllListeners("data");
+    plain.removeAllListeners("close");
+    plain.removeAllListeners("error");
+    plain.removeAllListeners("end");
+    const verify = sslmode === "verify-ca" || sslmode === "verify-full";
+    let ca: Buffer | undefined;
+    if (sslrootcert) {
+      try {
+        ca = readFileCached(sslrootcert);
+      } catch (err) {
+        this.fail(
+          new ProxyError(
+            "ssl_root_cert",
+            "08006",
+            `cannot read sslrootcert: ${(err as Error).message}`,
+          ),
+          DisconnectReason.LoginFailed,
+        );
+        return;
+      }
+    }
+    const secure = tls.connect({
+      socket: plain,
+      servername: net.isIP(host) ? undefined : host,
+      rejectUnauthorized: verify,
+      ca,
+      checkServerIdentity: sslmode === "verify-full" ? tls.checkServerIdentity : () => undefined,
+    });
+    secure.setNoDelay?.(true);
+    this.attach(secure);
+    secure.once("secureConnect", () => this.sendStartup());
+  }
+
+  private sendStartup(): void {
+    const params: Record<string, string> = {
+      user: this.options.user,
+      database: this.options.database,
+    };
+    if (this.options.applicationName) params.application_name = this.options.applicationName;
+    this.socket?.write(msg.startupMessage(params));
+  }
+
+  // --- FrameSink -------------------------------------------------------------------------------
+
+  onMessage(code: number, buf: Buffer, start: number, end: number): void {
+    if (!this.loggedIn) return this.onLoginMessage(code, buf, start, end);
+    const l = this.listener;
+    if (l === null) return this.onIdleMessage(code, buf, start, end);
+
+    switch (code) {
+      case BackendCode.NoticeResponse:
+      case BackendCode.NotificationResponse:
+        l.forward(buf, start, end);
+        return;
+      case BackendCode.ParameterStatus: {
+        const ignored = !this.expected.empty && this.expected.headAction === Action.Ignore;
+        this.recordParameter(buf, start, end, l, ignored);
+        if (!ignored) l.forward(buf, start, end);
+        return;
+      }
+      case BackendCode.ErrorResponse:
+        if (this.isFatal(buf, start, end)) {
+          this.fatal = serverErrorFrom(buf, start, end);
+          this.bad = true;
+          return; // never forwarded: the close that follows is reported as a lost connection
+        }
+        break;
+    }
+
+    this.emitSimulated(l);
+    const ex = this.expected;
+    if (ex.empty) {
+      // Nothing owed (e.g. after a client's CopyDone the server still completes): pass it on.
+      l.forward(buf, start, end);
+      return;
+    }
+    const action = ex.headAction;
+    this.streamAction = action;
+    if (action === Action.Forward) l.forward(buf, start, end);
+
+    if (!isTerminal(ex.headCode, code)) return;
+    const headCode = ex.headCode;
+    this.settleParse(headCode, code);
+    ex.shift();
+    if (code === BackendCode.ErrorResponse && headCode !== FrontendCode.Sync) {
+      // Extended protocol: after an error the server discards messages until Sync.
+      while (!ex.empty && ex.headCode !== FrontendCode.Sync) {
+        this.settleParse(ex.headCode, BackendCode.ErrorResponse);
+        ex.shift();
+      }
+    }
+    if (code === BackendCode.ReadyForQuery) {
+      this.txStatus = buf[start + 5];
+      this.emitSimulated(l);
+      if (ex.empty) l.ready(this.txStatus);
+      return;
+    }
+    this.emitSimulated(l);
+  }
+
+  onContinuation(buf: Buffer, start: number, end: number): void {
+    const l = this.listener;
+    if (l !== null && this.streamAction === Action.Forward) l.forward(buf, start, end);
+  }
+
+  onChunkEnd(): void {
+    this.listener?.chunkEnd();
+  }
+
+  onProtocolError(message: string): void {
+    this.fail(new ProxyError("protocol_error", "08P01", message), DisconnectReason.ProtocolError);
+  }
+
+  // --- writing ---------------------------------------------------------------------------------
+
+  /** Writes bytes to the server; false means its buffer is full (wait for 'drain'). */
+  write(bytes: Buffer): boolean {
+    const s = this.socket;
+    if (s === null || this.closed) return true;
+    this.bytesSent += bytes.length;
+    return s.write(bytes);
+  }
+
+  cork(): void {
+    this.socket?.cork();
+  }
+
+  uncork(): void {
+    this.socket?.uncork();
+  }
+
+  /** Backpressure: stop reading server bytes until the client catches up. */
+  pauseReading(): void {
+    this.socket?.pause();
+  }
+
+  resumeReading(): void {
+    this.socket?.resume();
+  }
+
+  onDrain(fn: () => void): void {
+    this.socket?.once("drain", fn);
+  }
+
+  get writableNeedDrain(): boolean {
+    return this.socket?.writableNeedDrain ?? false;
+  }
+
+  /** Queues the simulated replies owed at the head right away (nothing from the server precedes them). */
+  flushSimulated(): void {
+    if (this.listener) this.emitSimulated(this.listener);
+  }
+
+  /** Closes the connection for good. Idempotent. */
+  destroy(reason: DisconnectReason): void {
+    if (this.closed) return;
+    this.bad = true;
+    this.closeReason ??= reason;
+    const s = this.socket;
+    if (s && !s.destroyed && this.loggedIn && reason !== DisconnectReason.Network) {
+      // A polite Terminate lets the server end the session without logging an EOF.
+      s.end(msg.terminateMessage);
+      setTimeout(() => s.destroy(), 1000).unref();
+    } else {
+      s?.destroy();
+    }
+    this.finish();
+  }
+
+  /** Sends a CancelRequest for whatever this server is running, on a new connection. */
+  cancel(): void {
+    const a = this.options.address;
+    const sock =
+      "path" in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port });
+    sock.on("error", () => sock.destroy());
+    sock.setTimeout(5000, () => sock.destroy());
+    sock.once("connect", () => sock.end(msg.cancelRequest(this.pid, this.secret)));
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  private emitSimulated(l: BackendListener): void {
+    const ex = this.expected;
+    while (!ex.empty && ex.headAction === Action.Simulate) {
+      l.insert(ex.headPayload as Buffer);
+      ex.shift();
+    }
+  }
+
+  /** A Parse we sent is settled: remember the statement as prepared here, or forget it. */
+  private settleParse(headCode: number, replyCode: number): void {
+    if (headCode !== FrontendCode.Parse) return;
+    const name = this.expected.headPayload;
+    if (typeof name !== "string") return;
+    if (replyCode === BackendCode.ParseComplete) this.prepared.confirm(name);
+    else this.prepared.forget(name);
+  }
+
+  private recordParameter(
+    buf: Buffer,
+    start: number,
+    end: number,
+    l: BackendListener | null,
+    ignored: boolean,
+  ): void {
+    const nameEnd = buf.indexOf(0, start + 5);
+    if (nameEnd < 0 || nameEnd >= end) return;
+    const name = buf.toString("utf8", start + 5, nameEnd);
+    const value = buf.toString("utf8", nameEnd + 1, end - 1);
+    this.params.set(name, value);
+    l?.parameter?.(name, value, ignored);
+  }
+
+  private isFatal(buf: Buffer, start: number, end: number): boolean {
+    // Scan the fields for V (or S) without decoding the rest.
+    let pos = start + 5;
+    while (pos < end && buf[pos] !== 0) {
+      const type = buf[pos];
+      const valueEnd = buf.indexOf(0, pos + 1);
+      if (valueEnd < 0 || valueEnd >= end) return false;
+      if (type === 0x56 /* V */ || type === 0x53 /* S */) {
+        const len = valueEnd - pos - 1;
+        if (len === 5 && buf.toString("latin1", pos + 1, valueEnd) === "FATAL") return true;
+        if (len === 5 && buf.toString("latin1", pos + 1, valueEnd) === "PANIC") return true;
+        if (type === 0x56) return false;
+      }
+      pos = valueEnd + 1;
+    }
+    return false;
+  }
+
+  /** A message from an idle pooled server: only FATALs and parameter changes are expected. */
+  private onIdleMessage(code: number, buf: Buffer, start: number, end: number): void {
+    switch (code) {
+      case BackendCode.ParameterStatus:
+        this.recordParameter(buf, start, end, null, true);
+        return;
+      case BackendCode.NoticeResponse:
+      case BackendCode.NotificationResponse:
+        return;
+      case BackendCode.ErrorResponse:
+        this.fatal = serverErrorFrom(buf, start, end);
+        this.bad = true;
+        return;
+      default:
+        this.fail(
+          new ProxyError(
+            "protocol_error",
+            "08P01",
+            `unexpected message '${String.fromCharCode(code)}' from idle server`,
+          ),
+          DisconnectReason.ProtocolError,
+        );
+    }
+  }
+
+  private onLoginMessage(code: number, buf: Buffer, start: number, end: number): void {
+    switch (code) {
+      case BackendCode.Authentication:
+        this.onAuthRequest(buf, start, end);
+        return;
+      case BackendCode.ParameterStatus:
+        this.recordParameter(buf, start, end, null, true);
+        return;
+      case BackendCode.BackendKeyData:
+        this.pid = buf.readInt32BE(start + 5);
+        this.secret = Buffer.from(buf.subarray(start + 9, end));
+        return;
+      case BackendCode.ErrorResponse: {
+        const err = serverErrorFrom(buf, start, end);
+        this.closeReason = DisconnectReason.LoginFailed;
+        this.loginReject?.(err);
+        this.loginReject = null;
+        this.destroy(DisconnectReason.LoginFailed);
+        return;
+      }
+      case BackendCode.ReadyForQuery:
+        this.txStatus = buf[start + 5];
+        this.loggedIn = true;
+        this.state = BackendState.Idle;
+        this.idleSince = Date.now();
+        this.loginResolve?.();
+        this.loginResolve = null;
+        this.loginReject = null;
+        return;
+      case BackendCode.NoticeResponse:
+      case BackendCode.NegotiateProtocolVersion:
+        return;
+      default:
+        this.fail(
+          new ProxyError("protocol_error", "08P01", "unexpected message during server login"),
+          DisconnectReason.ProtocolError,
+        );
+    }
+  }
+
+  private onAuthRequest(buf: Buffer, start: number, end: number): void {
+    const kind = buf.readInt32BE(start + 5);
+    const password = this.options.password;
+    const needPassword = () => {
+      this.fail(
+        new ProxyError(
+          "no_password",
+          "28P01",
+          `server requested a password for user "${this.options.user}" but none is configured`,
+          "FATAL",
+        ),
+        DisconnectReason.LoginFailed,
+      );
+    };
+    try {
+      switch (kind) {
+        case AuthCode.Ok:
+          return;
+        case AuthCode.CleartextPassword:
+          if (password === null) return needPassword();
+          this.socket?.write(msg.passwordMessage(password));
+          return;
+        case AuthCode.MD5Password:
+          if (password === null) return needPassword();
+          this.socket?.write(
+            msg.passwordMessage(
+              md5Password(this.options.user, password, buf.subarray(start + 9, start + 13)),
+            ),
+          );
+          return;
+        case AuthCode.SASL: {
+          if (password === null) return needPassword();
+          const mechanisms = buf.toString("utf8", start + 9, end).split("\0");
+          if (!mechanisms.includes("SCRAM-SHA-256")) {
+            throw new ProxyError(
+              "auth_unsupported",
+              "08P01",
+              `server offered no supported SASL mechanism (${mechanisms.filter(Boolean).join(", ")})`,
+              "FATAL",
+            );
+          }
+          this.scram = new ScramClientExchange(password);
+          this.socket?.write(msg.saslInitialResponse("SCRAM-SHA-256", this.scram.clientFirst()));
+          return;
+        }
+        case AuthCode.SASLContinue:
+          if (!this.scram)
+            throw new ProxyError("auth_protocol", "08P01", "unexpected SASLContinue", "FATAL");
+          this.socket?.write(
+            msg.saslResponse(this.scram.serverFirst(buf.toString("utf8", start + 9, end))),
+          );
+          return;
+        case AuthCode.SASLFinal:
+          if (!this.scram)
+            throw new ProxyError("auth_protocol", "08P01", "unexpected SASLFinal", "FATAL");
+          this.scram.serverFinal(buf.toString("utf8", start + 9, end));
+          this.scram = null;
+          return;
+        default:
+          throw new ProxyError(
+            "auth_unsupported",
+            "08P01",
+            `server requested unsupported authentication method ${kind}`,
+            "FATAL",
+          );
+      }
+    } catch (err) {
+      const e =
+        err instanceof ProxyError
+          ? err
+          : new ProxyError(
+              "auth_failed",
+              "28P01",
+              `server authentication failed: ${(err as Error).message}`,
+              "FATAL",
+            );
+      this.fail(e, DisconnectReason.LoginFailed);
+    }
+  }
+
+  private fail(err: Error, reason: DisconnectReason): void {
+    this.closeReason ??= reason;
+    const reject = this.loginReject;
+    this.loginReject = null;
+    this.loginResolve = null;
+    this.scanner.stop();
+    this.socket?.destroy();
+    reject?.(err);
+    this.finish();
+  }
+
+  private onSocketGone(err: NodeJS.ErrnoException | null): void {
+    if (this.closed) return;
+    let reason: DisconnectReason;
+    if (this.fatal) reason = reasonForFatal(this.fatal.sqlstate);
+    else reason = DisconnectReason.Network;
+    if (!this.loggedIn) {
+      const detail = err
+        ? `${err.code ?? ""} ${err.message}`.trim()
+        : "server closed the connection";
+      this.fail(
+        this.fatal ??
+          new ProxyError("connect_failed", "08006", `could not connect to server: ${detail}`),
+        reason,
+      );
+      return;
+    }
+    this.closeReason ??= reason;
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.bad = true;
+    this.state = BackendState.Closed;
+    this.socket?.destroy();
+    const l = this.listener;
+    this.listener = null;
+    l?.lost(this.closeReason ?? DisconnectReason.Network, this.fatal);
+    this.onClose?.(this);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get lastError(): ServerError | null {
+    return this.fatal;
+  }
+}
+
+/** Whether a server message of type `reply` completes the request of type `request`. */
+function isTerminal(request: number, reply: number): boolean {
+  switch (request) {
+    case FrontendCode.Parse:
+      return reply === BackendCode.ParseComplete || reply === BackendCode.ErrorResponse;
+    case FrontendCode.Bind:
+      return reply === BackendCode.BindComplete || reply === BackendCode.ErrorResponse;
+    case FrontendCode.Close:
+      return reply === BackendCode.CloseComplete || reply === BackendCode.ErrorResponse;
+    case FrontendCode.Describe:
+      return (
+        reply === BackendCode.RowDescription ||
+        reply === BackendCode.NoData ||
+        reply === BackendCode.ErrorResponse
+      );
+    case FrontendCode.Execute:
+      return (
+        reply === BackendCode.CommandComplete ||
+        reply === BackendCode.EmptyQueryResponse ||
+        reply === BackendCode.PortalSuspended ||
+        reply === BackendCode.ErrorResponse
+      );
+    default:
+      // Sync, Query, FunctionCall: everything up to ReadyForQuery belongs to them.
+      return reply === BackendCode.ReadyForQuery;
+  }
+}
+
+const fileCache = new Map<string, Buffer>();
+function readFileCached(path: string): Buffer {
+  let b = fileCache.get(path);
+  if (!b) {
+    b = readFileSync(path);
+    fileCache.set(path, b);
+  }
+  return b;
+}

@@ -1,0 +1,535 @@
+// Pool: the servers of one (database, user). Each connection sits in exactly one of idle (LIFO),
+// active or connecting; clients that find none wait in FIFO order up to query_wait_timeout.
+// The pool touches no client bytes: it hands out, checks, resets and retires connections.
+
+import { DisconnectReason, ProxyError, ServerError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { TxStatus } from "../protocol/codes.js";
+import * as msg from "../protocol/messages.js";
+import {
+  BackendConnection,
+  type BackendListener,
+  type BackendOptions,
+  BackendState,
+} from "./backend-connection.js";
+import { Action } from "./expected-responses.js";
+import type { Upstream } from "./upstream.js";
+
+export interface PoolSettings {
+  poolSize: number;
+  minPoolSize: number;
+  queryWaitTimeoutMs: number;
+  connectTimeoutMs: number;
+  checkDelayMs: number;
+  checkTimeoutMs: number;
+  checkQuery: string;
+  lifetimeMs: number;
+  idleTimeoutMs: number;
+  resetQuery: string;
+  resetTimeoutMs: number;
+  keepaliveIdleMs: number;
+  maxPreparedStatements: number;
+}
+
+export type CheckoutCallback = (
+  err: ProxyError | ServerError | null,
+  conn: BackendConnection | null,
+) => void;
+
+/** A client waiting for a server. `cancel()` withdraws it (the client left). */
+export class Waiter {
+  done = false;
+  timer: NodeJS.Timeout | null = null;
+  readonly since = Date.now();
+  constructor(
+    readonly callback: CheckoutCallback,
+    private readonly onDone: () => void,
+  ) {}
+  cancel(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.onDone();
+  }
+}
+
+export interface PoolEvents {
+  serverOpened(pool: Pool, conn: BackendConnection): void;
+  serverClosed(pool: Pool, conn: BackendConnection, reason: DisconnectReason): void;
+  connectFailed(pool: Pool, err: Error): void;
+  checkoutWaited(pool: Pool, seconds: number): void;
+}
+
+const SQLSTATE_PERMANENT = new Set(["28P01", "28000", "3D000", "42501", "3F000"]);
+
+export class Pool {
+  readonly idle: BackendConnection[] = [];
+  readonly active = new Set<BackendConnection>();
+  readonly connecting = new Set<BackendConnection>();
+  /** Being checked or reset by the pool itself. */
+  readonly maintaining = new Set<BackendConnection>();
+  private waiters: Waiter[] = [];
+  private waiterHead = 0;
+  /** Waiters not yet served, expired or cancelled. */
+  private liveWaiters = 0;
+  /** Connections being resolved (DNS) before they exist as BackendConnections. */
+  private resolving = 0;
+  paused = false;
+  /** Set by RECONNECT: servers older than this are retired at their next release. */
+  private retireBefore = 0;
+  /** ParameterStatus of the first successful login: what a new client is told at startup. */
+  serverParams: Map<string, string> | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(
+    readonly database: string,
+    readonly user: string,
+    readonly password: string | null,
+    readonly upstream: Upstream,
+    public settings: PoolSettings,
+    private readonly log: Logger,
+    private readonly events: PoolEvents,
+  ) {}
+
+  get size(): number {
+    return (
+      this.idle.length +
+      this.active.size +
+      this.connecting.size +
+      this.maintaining.size +
+      this.resolving
+    );
+  }
+
+  get waiting(): number {
+    return this.liveWaiters;
+  }
+
+  /** The oldest waiter's wait so far, in ms (SHOW POOLS maxwait). */
+  get maxWaitMs(): number {
+    for (let i = this.waiterHead; i < this.waiters.length; i++) {
+      if (!this.waiters[i].done) return Date.now() - this.waiters[i].since;
+    }
+    return 0;
+  }
+
+  /** Asks for a server; the callback runs exactly once (unless the waiter is cancelled). */
+  checkout(callback: CheckoutCallback): Waiter {
+    const waiter = new Waiter(callback, () => this.liveWaiters--);
+    this.liveWaiters++;
+    const timeout = this.settings.queryWaitTimeoutMs;
+    if (timeout > 0) {
+      waiter.timer = setTimeout(() => this.expire(waiter), timeout);
+      waiter.timer.unref?.();
+    }
+    this.waiters.push(waiter);
+    this.dispatch();
+    return waiter;
+  }
+
+  /** Returns a server after a unit of work. It must be idle (ReadyForQuery 'I', nothing owed). */
+  release(conn: BackendConnection): void {
+    this.active.delete(conn);
+    conn.listener = null;
+    if (conn.bad || conn.isClosed) {
+      conn.destroy(conn.closeReason ?? DisconnectReason.Network);
+      this.dispatch();
+      return;
+    }
+    if (!conn.expected.empty || conn.txStatus !== TxStatus.Idle || conn.pins.size > 0) {
+      this.cleanAndRelease(
+        conn,
+        conn.pins.size > 0 ? this.settings.resetQuery || "DISCARD ALL" : "ROLLBACK",
+      );
+      return;
+    }
+    this.toIdle(conn);
+  }
+
+  /** Returns a server after a session (session mode): reset it first with server_reset_query. */
+  releaseAfterSession(conn: BackendConnection): void {
+    this.active.delete(conn);
+    conn.listener = null;
+    if (conn.bad || conn.isClosed) {
+      conn.destroy(conn.closeReason ?? DisconnectReason.Network);
+      this.dispatch();
+      return;
+    }
+    const reset = this.settings.resetQuery;
+    const sql = conn.txStatus !== TxStatus.Idle ? `ROLLBACK; ${reset}` : reset;
+    if (!sql.trim() && conn.expected.empty && conn.txStatus === TxStatus.Idle) this.toIdle(conn);
+    else this.cleanAndRelease(conn, sql.trim() ? sql : "ROLLBACK");
+  }
+
+  /**
+   * A client left while holding `conn` in an unknown state. A running statement is cancelled and
+   * the server closed; an open transaction or session state is rolled back / discarded under
+   * server_reset_timeout, or the server is closed.
+   */
+  releaseDirty(conn: BackendConnection): void {
+    this.active.delete(conn);
+    conn.listener = null;
+    if (conn.bad || conn.isClosed || !conn.expected.empty) {
+      if (!conn.isClosed && !conn.expected.empty) conn.cancel();
+      conn.destroy(DisconnectReason.ClientGone);
+      this.dispatch();
+      return;
+    }
+    this.release(conn);
+  }
+
+  /** Closes a server that is no longer fit (the caller holds it). */
+  discard(conn: BackendConnection, reason: DisconnectReason): void {
+    this.active.delete(conn);
+    conn.listener = null;
+    conn.destroy(reason);
+    this.dispatch();
+  }
+
+  /** Closes idle servers now and the others when released (RECONNECT, planned failover). */
+  reconnectAll(): void {
+    this.retireBefore = Date.now() + 1;
+    for (const conn of this.idle.splice(0)) conn.destroy(DisconnectReason.Reconnect);
+    this.dispatch();
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.dispatch();
+  }
+
+  /** Periodic upkeep: idle timeout, lifetime, and keeping min_pool_size servers open. */
+  sweep(now = Date.now()): void {
+    const s = this.settings;
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const conn = this.idle[i];
+      let reason: DisconnectReason | null = null;
+      if (s.lifetimeMs > 0 && now - conn.createdAt > s.lifetimeMs)
+        reason = DisconnectReason.Lifetime;
+      else if (conn.createdAt < this.retireBefore) reason = DisconnectReason.Reconnect;
+      else if (
+        s.idleTimeoutMs > 0 &&
+        now - conn.idleSince > s.idleTimeoutMs &&
+        this.size > s.minPoolSize
+      ) {
+        reason = DisconnectReason.IdleTimeout;
+      }
+      if (reason) {
+        this.idle.splice(i, 1);
+        conn.destroy(reason);
+      }
+    }
+    this.dispatch();
+  }
+
+  /** Closes everything (shutdown). Waiters get an error. */
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const conn of [...this.idle, ...this.connecting, ...this.maintaining, ...this.active]) {
+      conn.destroy(DisconnectReason.Shutdown);
+    }
+    this.idle.length = 0;
+    this.failWaiters(
+      new ProxyError(
+        "shutdown",
+        "57P01",
+        "terminating connection due to administrator command",
+        "FATAL",
+      ),
+    );
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  private nextWaiter(): Waiter | null {
+    while (this.waiterHead < this.waiters.length) {
+      const w = this.waiters[this.waiterHead];
+      if (!w.done) return w;
+      this.waiterHead++;
+    }
+    if (this.waiterHead > 0) {
+      this.waiters = [];
+      this.waiterHead = 0;
+    }
+    return null;
+  }
+
+  private takeWaiter(): Waiter | null {
+    const w = this.nextWaiter();
+    if (w === null) return null;
+    this.waiterHead++;
+    if (this.waiterHead > 1024 && this.waiterHead * 2 > this.waiters.length) {
+      this.waiters = this.waiters.slice(this.waiterHead);
+      this.waiterHead = 0;
+    }
+    w.cancel();
+    return w;
+  }
+
+  /** Matches waiters with servers, opening new ones within pool_size. */
+  private dispatch(): void {
+    if (this.closed) return;
+    if (!this.paused) {
+      // Servers under a pre-use check are already promised to the oldest waiters.
+      while (this.liveWaiters > this.maintaining.size && this.idle.length > 0) {
+        const conn = this.idle.pop() as BackendConnection;
+        if (conn.isClosed || conn.bad) {
+          conn.destroy(conn.closeReason ?? DisconnectReason.Network);
+          continue;
+        }
+        const s = this.settings;
+        if (Date.now() - conn.idleSince > s.checkDelayMs) {
+          this.check(conn);
+          continue;
+        }
+        this.handOut(conn);
+      }
+    }
+    const wanted = Math.max(
+      this.paused
+        ? 0
+        : this.liveWaiters - this.connecting.size - this.resolving - this.maintaining.size,
+      this.settings.minPoolSize - this.size,
+    );
+    for (let i = 0; i < wanted && this.size < this.settings.poolSize; i++) {
+      if (!this.openServer()) break;
+    }
+  }
+
+  private handOut(conn: BackendConnection): void {
+    const waiter = this.takeWaiter();
+    if (waiter === null) {
+      this.toIdle(conn);
+      return;
+    }
+    conn.state = BackendState.Active;
+    conn.bytesSent = 0;
+    this.active.add(conn);
+    this.events.checkoutWaited(this, (Date.now() - waiter.since) / 1000);
+    waiter.callback(null, conn);
+  }
+
+  private toIdle(conn: BackendConnection): void {
+    if (conn.isClosed) return this.dispatch();
+    const s = this.settings;
+    if (s.lifetimeMs > 0 && Date.now() - conn.createdAt > s.lifetimeMs) {
+      conn.destroy(DisconnectReason.Lifetime);
+      return this.dispatch();
+    }
+    if (conn.createdAt < this.retireBefore) {
+      conn.destroy(DisconnectReason.Reconnect);
+      return this.dispatch();
+    }
+    if (this.size > s.poolSize) {
+      // pool_size was lowered by a reload.
+      conn.destroy(DisconnectReason.PoolShrink);
+      return this.dispatch();
+    }
+    conn.state = BackendState.Idle;
+    conn.idleSince = Date.now();
+    if (!this.paused && this.nextWaiter() !== null) {
+      this.handOut(conn);
+      return;
+    }
+    this.idle.push(conn);
+  }
+
+  /** Starts a new server connection unless the upstream is in backoff. */
+  private openServer(): boolean {
+    const delay = this.upstream.delay();
+    if (delay > 0) {
+      this.scheduleRetry(delay);
+      return false;
+    }
+    this.connectServer();
+    return true;
+  }
+
+  private connectServer(): void {
+    const options: Omit<BackendOptions, "address"> = {
+      target: this.upstream.target,
+      user: this.user,
+      password: this.password,
+      database: this.upstream.target.database,
+      connectTimeoutMs: this.settings.connectTimeoutMs,
+      keepaliveIdleMs: this.settings.keepaliveIdleMs,
+      maxPreparedStatements: this.settings.maxPreparedStatements,
+    };
+    // Reserve the slot synchronously so dispatch() does not open too many.
+    this.resolving++;
+    this.upstream
+      .resolve()
+      .then(
+        (address) => {
+          this.resolving--;
+          const conn = new BackendConnection({ ...options, address });
+          this.connecting.add(conn);
+          return conn.connect().then(
+            () => conn,
+            (err: Error) => {
+              this.connecting.delete(conn);
+              throw err;
+            },
+          );
+        },
+        (err: Error) => {
+          this.resolving--;
+          throw new ProxyError(
+            "dns",
+            "08006",
+            `could not resolve host "${this.upstream.target.host}": ${err.message}`,
+          );
+        },
+      )
+      .then(
+        (conn) => this.onServerReady(conn),
+        (err: Error) => this.onConnectFailed(err),
+      );
+  }
+
+  private onServerReady(conn: BackendConnection): void {
+    this.connecting.delete(conn);
+    this.upstream.succeeded();
+    if (this.closed) {
+      conn.destroy(DisconnectReason.Shutdown);
+      return;
+    }
+    if (this.serverParams === null) this.serverParams = new Map(conn.params);
+    conn.onClose = (c) => this.onServerClosed(c);
+    this.events.serverOpened(this, conn);
+    this.toIdle(conn);
+    this.dispatch();
+  }
+
+  private onConnectFailed(err: Error): void {
+    this.events.connectFailed(this, err);
+    if (this.closed) return;
+    const permanent = err instanceof ServerError && SQLSTATE_PERMANENT.has(err.sqlstate);
+    this.log.warn(
+      { pool: this.key, err: err.message, sqlstate: (err as ServerError).sqlstate },
+      "server connection failed",
+    );
+    if (permanent) {
+      // Wrong password, missing database: every waiter gets the server's FATAL, as Postgres sends it.
+      this.upstream.failed(err);
+      this.failWaiters(err as ServerError);
+      return;
+    }
+    this.upstream.failed(err);
+    this.dispatch();
+  }
+
+  private scheduleRetry(delay: number): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.dispatch();
+    }, delay);
+    this.retryTimer.unref?.();
+  }
+
+  private onServerClosed(conn: BackendConnection): void {
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+    this.active.delete(conn);
+    this.maintaining.delete(conn);
+    const reason = conn.closeReason ?? DisconnectReason.Network;
+    this.log.info({ pool: this.key, server: conn.id, reason }, "server connection closed");
+    this.events.serverClosed(this, conn, reason);
+    // Replace it (min_pool_size, waiters) on the next tick, after the caller has settled.
+    setImmediate(() => this.dispatch());
+  }
+
+  /** Runs the check query on a server idle past server_check_delay, then hands it out. */
+  private check(conn: BackendConnection): void {
+    const s = this.settings;
+    const query = s.checkQuery ? msg.query(s.checkQuery) : msg.emptyQuery;
+    this.runInternal(conn, query, s.checkTimeoutMs, DisconnectReason.CheckFailed, (ok) => {
+      if (ok) this.handOut(conn);
+      else this.dispatch();
+    });
+  }
+
+  private cleanAndRelease(conn: BackendConnection, sql: string): void {
+    conn.pins.clear();
+    this.runInternal(
+      conn,
+      msg.query(sql),
+      this.settings.resetTimeoutMs,
+      DisconnectReason.ResetFailed,
+      (ok) => {
+        if (ok) {
+          if (sql.includes("DISCARD ALL")) conn.prepared.clear();
+          this.toIdle(conn);
+        } else this.dispatch();
+      },
+    );
+  }
+
+  /**
+   * Sends one pool-owned query (check or reset) and waits for its ReadyForQuery('I') within
+   * `timeoutMs`; a server that fails or stays silent (black-holed) is closed with `reason`.
+   */
+  private runInternal(
+    conn: BackendConnection,
+    query: Buffer,
+    timeoutMs: number,
+    reason: DisconnectReason,
+    done: (ok: boolean) => void,
+  ): void {
+    this.maintaining.add(conn);
+    conn.state = BackendState.Active;
+    let finished = false;
+    const finish = (ok: boolean) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      this.maintaining.delete(conn);
+      conn.listener = null;
+      if (!ok) conn.destroy(reason);
+      done(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    const listener: BackendListener = {
+      forward() {},
+      insert() {},
+      chunkEnd() {},
+      ready: (status) => finish(status === TxStatus.Idle),
+      lost: () => finish(false),
+    };
+    conn.listener = listener;
+    conn.expected.push(0x51, Action.Ignore);
+    conn.write(query);
+  }
+
+  private expire(waiter: Waiter): void {
+    if (waiter.done) return;
+    waiter.cancel();
+    const last = this.upstream.lastError;
+    const starting = last instanceof ServerError && last.sqlstate === "57P03";
+    const why = last ? `: ${last.message}` : "";
+    waiter.callback(
+      new ProxyError(
+        "query_wait_timeout",
+        starting ? "57P03" : "08006",
+        `no server connection available within query_wait_timeout (${this.settings.queryWaitTimeoutMs} ms)${why}`,
+      ),
+      null,
+    );
+    this.nextWaiter();
+  }
+
+  private failWaiters(err: ProxyError | ServerError): void {
+    for (let w = this.takeWaiter(); w !== null; w = this.takeWaiter()) w.callback(err, null);
+  }
+
+  get key(): string {
+    return `${this.database}/${this.user}`;
+  }
+}

@@ -1,0 +1,1307 @@
+// ClientSession: one client's state machine. Startup (SSL/GSS negotiation, protocol version,
+// CancelRequest), authentication, then the relay: client frames go to a leased server as ranges,
+// server replies come back as ranges, and the lease is returned at ReadyForQuery('I') in
+// transaction mode. Upstream failures never close the client: they are replayed or reported as
+// ordinary errors (DESIGN.md section 1).
+
+import { createHash } from "node:crypto";
+import type net from "node:net";
+import { Duplex } from "node:stream";
+import tls from "node:tls";
+import type { BackendConnection, BackendListener } from "../backend/backend-connection.js";
+import { Action } from "../backend/expected-responses.js";
+import type { Pool, Waiter } from "../backend/pool.js";
+import { DisconnectReason, lostConnectionError, ProxyError, type ServerError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { FrontendCode, TxStatus } from "../protocol/codes.js";
+import { FrameScanner, type FrameSink } from "../protocol/frame-scanner.js";
+import * as msg from "../protocol/messages.js";
+import {
+  decodeStartupPacket,
+  parseOptions,
+  type StartupError,
+  type StartupPacket,
+  startupPacketLength,
+} from "../protocol/startup.js";
+import type { CancelRegistry } from "./cancel.js";
+import { type AuthType, ClientAuth, type KnownUser } from "./client-auth.js";
+import type { RetryPolicy } from "./retry-policy.js";
+import { detectSessionState, PinReason, TRACKED_PARAMETERS } from "./session-state.js";
+
+export const SessionState = {
+  Startup: "startup",
+  Authenticating: "authenticating",
+  /** Authenticated; waiting for the pool to learn the server's parameters. */
+  LoggingIn: "logging_in",
+  Idle: "idle",
+  Waiting: "waiting",
+  Active: "active",
+  Closed: "closed",
+} as const;
+export type SessionState = (typeof SessionState)[keyof typeof SessionState];
+
+/** Where an authenticated client's work goes. */
+export interface Route {
+  pool: Pool;
+  mode: "session" | "transaction";
+  retry: RetryPolicy;
+}
+
+/** What a session needs from the proxy; read live, so a reload applies to running sessions. */
+export interface SessionContext {
+  readonly log: Logger;
+  readonly cancels: CancelRegistry;
+  readonly authType: AuthType;
+  readonly loginTimeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxPreparedStatements: number;
+  readonly trackExtraParameters: ReadonlySet<string>;
+  readonly tls: tls.SecureContext | null;
+  readonly draining: boolean;
+  findUser(name: string): KnownUser | undefined;
+  /** null: no such database (FATAL 3D000). */
+  route(database: string, user: string): Route | null;
+  /** Admin console sessions (database `pgsidecar`); null when the user may not use it. */
+  openAdmin?(session: ClientSession): boolean;
+  adminQuery?(session: ClientSession, sql: string): Buffer[];
+  sessionClosed(session: ClientSession): void;
+  events: SessionEvents;
+}
+
+export interface SessionEvents {
+  clientError(session: ClientSession, sqlstate: string): void;
+  replay(session: ClientSession, outcome: "succeeded" | "gave_up" | "not_retryable"): void;
+  pinned(session: ClientSession, reason: string): void;
+  statement(session: ClientSession, kind: "hit" | "miss" | "reprepare"): void;
+  unitDone(session: ClientSession, seconds: number, transactionEnded: boolean): void;
+  bytes(direction: "in" | "out", n: number): void;
+}
+
+/** A client's named prepared statement, renamed by content for the servers (transaction mode). */
+interface ClientStatement {
+  /** Content-derived server-side name: the same text and types share one server statement. */
+  serverName: string;
+  /** The Parse (F) to send a server that lacks the statement. */
+  parse: Buffer;
+  /** The query text, for retry classification and SHOW output. */
+  sql: string;
+}
+
+const HEADER = 5;
+let nextSessionId = 1;
+
+export class ClientSession implements FrameSink, BackendListener {
+  readonly id = nextSessionId++;
+  state: SessionState = SessionState.Startup;
+  readonly connectedAt = Date.now();
+  user = "";
+  database = "";
+  applicationName = "";
+  readonly remote: string;
+  isAdmin = false;
+  /** Proxy-issued BackendKeyData. */
+  key: { pid: number; secret: Buffer } | null = null;
+  /** The client's transaction status, as last reported to it. */
+  txStatus: number = TxStatus.Idle;
+  route: Route | null = null;
+  lease: BackendConnection | null = null;
+
+  private socket: net.Socket;
+  private startupBuf: Buffer = Buffer.alloc(0);
+  private scanner: FrameScanner;
+  private auth: ClientAuth | null = null;
+  private loginTimer: NodeJS.Timeout | null = null;
+  private protocolMinor = 0;
+  private waiter: Waiter | null = null;
+
+  /** ParameterStatus values as this client last saw them (canonical server names). */
+  private readonly reported = new Map<string, string>();
+  /** Settings this client expects on any server, keyed by lower-case name. */
+  private readonly wanted = new Map<string, { name: string; value: string }>();
+  private readonly statements = new Map<string, ClientStatement>();
+
+  /**
+   * The current unit of work: every client frame since the last point where the client had
+   * nothing outstanding, kept as coalesced ranges. It is sent on checkout and again on replay.
+   */
+  private unit: Buffer[] = [];
+  private unitBytes = 0;
+  /** The unit grew past retry_buffer_bytes: it can no longer be replayed. */
+  private unitOverflow = false;
+  /** Some of the unit's response already reached the client. */
+  private unitForwarded = false;
+  private unitStartedAt = 0;
+  /** A unit is in progress (from its first frame until its last ReadyForQuery). */
+  private unitOpen = false;
+  private replays = 0;
+  /** Ranges of the chunk being scanned, not yet appended to `unit` / written to the server. */
+  private inBuf: Buffer | null = null;
+  private inStart = 0;
+  private inEnd = 0;
+  private outBuf: Buffer | null = null;
+  private outStart = 0;
+  private outEnd = 0;
+  private clientCorked = false;
+  private clientBlocked = false;
+  private serverBlocked = false;
+  /** The server was lost inside a transaction: answer ROLLBACK ourselves, 25P02 to the rest. */
+  private lostTransaction = false;
+  /** Discard the client's messages up to the next Sync (after an error we reported). */
+  private skipToSync = false;
+  private closing = false;
+
+  constructor(
+    socket: net.Socket,
+    private readonly ctx: SessionContext,
+  ) {
+    this.socket = socket;
+    this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
+    this.scanner = new FrameScanner(ctx.maxMessageBytes);
+    socket.setNoDelay?.(true);
+    this.attach(socket);
+    this.loginTimer = setTimeout(() => this.onLoginTimeout(), ctx.loginTimeoutMs);
+    this.loginTimer.unref?.();
+  }
+
+  get log(): Logger {
+    return this.ctx.log;
+  }
+
+  get pins(): ReadonlySet<string> {
+    return this.lease?.pins ?? new Set();
+  }
+
+  get preparedCount(): number {
+    return this.statements.size;
+  }
+
+  private attach(socket: net.Socket): void {
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", () => this.close(DisconnectReason.ClientGone));
+    socket.on("close", () => this.close(DisconnectReason.ClientGone));
+    socket.on("end", () => this.close(DisconnectReason.ClientGone));
+  }
+
+  private onData(chunk: Buffer): void {
+    this.ctx.events.bytes("in", chunk.length);
+    if (this.state === SessionState.Startup) this.onStartupData(chunk);
+    else this.scanner.push(chunk, this);
+  }
+
+  // --- startup -----------------------------------------------------------------------------------
+
+  private onStartupData(chunk: Buffer): void {
+    this.startupBuf = this.startupBuf.length ? Buffer.concat([this.startupBuf, chunk]) : chunk;
+    if (this.startupBuf[0] === 0x16 && !(this.socket instanceof tls.TLSSocket)) {
+      // A TLS ClientHello: direct SSL negotiation (Postgres 17, sslnegotiation=direct).
+      this.startDirectTls(this.startupBuf);
+      return;
+    }
+    let len: number;
+    let packet: StartupPacket;
+    try {
+      len = startupPacketLength(this.startupBuf);
+      if (len === 0) return;
+      packet = decodeStartupPacket(this.startupBuf.subarray(0, len));
+    } catch (err) {
+      const e = err as StartupError;
+      this.log.info({ client: this.id, err: e.message }, "bad startup packet");
+      this.fatal(new ProxyError("startup", e.sqlstate ?? "08P01", e.message, "FATAL"));
+      return;
+    }
+    const rest = this.startupBuf.subarray(len);
+    this.startupBuf = Buffer.alloc(0);
+    switch (packet.kind) {
+      case "ssl":
+      case "gssenc":
+        if (rest.length > 0) {
+          // Data after the request would be read as if it came over TLS (CVE-2021-23222).
+          this.fatal(
+            new ProxyError(
+              "startup",
+              "08P01",
+              "received unencrypted data after SSL request",
+              "FATAL",
+            ),
+          );
+          return;
+        }
+        if (packet.kind === "ssl" && this.ctx.tls && !(this.socket instanceof tls.TLSSocket)) {
+          this.socket.write(msg.sslRequestYes);
+          this.upgradeTls(this.socket);
+        } else {
+          this.socket.write(msg.sslRequestNo);
+        }
+        return;
+      case "cancel":
+        this.ctx.cancels.cancel(packet.pid, packet.secret);
+        this.close(DisconnectReason.ClientGone);
+        return;
+      case "startup":
+        this.onStartupMessage(packet);
+        if (rest.length > 0 && this.state !== SessionState.Closed) this.scanner.push(rest, this);
+        return;
+    }
+  }
+
+  private upgradeTls(raw: net.Socket | Duplex): void {
+    raw.removeAllListeners("data");
+    raw.removeAllListeners("close");
+    raw.removeAllListeners("end");
+    raw.removeAllListeners("error");
+    raw.on("error", () => this.close(DisconnectReason.ClientGone));
+    const secure = new tls.TLSSocket(raw as net.Socket, {
+      isServer: true,
+      secureContext: this.ctx.tls as tls.SecureContext,
+      ALPNProtocols: ["postgresql"],
+    });
+    this.socket = secure;
+    this.attach(secure);
+  }
+
+  /** Replays the bytes already read (the ClientHello) into a TLS server socket. */
+  private startDirectTls(hello: Buffer): void {
+    this.startupBuf = Buffer.alloc(0);
+    if (!this.ctx.tls) {
+      this.close(DisconnectReason.ProtocolError);
+      return;
+    }
+    const raw = this.socket;
+    raw.removeAllListeners("data");
+    const bridge = new Duplex({
+      read() {},
+      write(chunk, _enc, cb) {
+        raw.write(chunk, cb);
+      },
+      final(cb) {
+        raw.end();
+        cb();
+      },
+    });
+    bridge.push(hello);
+    raw.on("data", (c: Buffer) => bridge.push(c));
+    raw.on("end", () => bridge.push(null));
+    raw.on("close", () => bridge.destroy());
+    this.upgradeTls(bridge);
+  }
+
+  private onStartupMessage(p: Extract<StartupPacket, { kind: "startup" }>): void {
+    // 3.0 and 3.2 are served as asked; any other 3.x minor, or unknown _pq_ options, get
+    // NegotiateProtocolVersion, but never a client that asked for exactly 3.0 (libpq < 18 would
+    // fail on the unexpected message).
+    this.protocolMinor = p.minor >= 2 ? 2 : 0;
+    const needsNegotiation = p.minor !== 0 && (p.minor !== 2 || p.protocolOptions.length > 0);
+    if (needsNegotiation) {
+      this.socket.write(msg.negotiateProtocolVersion(this.protocolMinor, p.protocolOptions));
+    }
+    this.user = p.params.get("user") as string;
+    this.database = p.params.get("database") || this.user;
+    this.applicationName =
+      p.params.get("application_name") ?? p.params.get("fallback_application_name") ?? "";
+    for (const [key, value] of p.params) {
+      if (key === "user" || key === "database" || key === "replication" || key === "options")
+        continue;
+      if (key === "fallback_application_name") continue;
+      this.wanted.set(key.toLowerCase(), { name: key, value });
+    }
+    if (!p.params.has("application_name") && p.params.has("fallback_application_name")) {
+      this.wanted.set("application_name", {
+        name: "application_name",
+        value: p.params.get("fallback_application_name") as string,
+      });
+    }
+    const options = p.params.get("options");
+    if (options) {
+      for (const [key, value] of parseOptions(options))
+        this.wanted.set(key.toLowerCase(), { name: key, value });
+    }
+    if (p.params.get("replication") && p.params.get("replication") !== "false") {
+      this.fatal(
+        new ProxyError(
+          "replication",
+          "08P01",
+          "replication connections are not supported by pgsidecar",
+          "FATAL",
+        ),
+      );
+      return;
+    }
+    this.state = SessionState.Authenticating;
+    this.auth = new ClientAuth(this.ctx.authType, this.user, this.ctx.findUser(this.user));
+    this.onAuthStep(this.auth.start());
+  }
+
+  private onAuthStep(step: ReturnType<ClientAuth["start"]>): void {
+    switch (step.kind) {
+      case "send":
+        this.socket.write(step.message);
+        return;
+      case "fail":
+        this.log.info(
+          { client: this.id, user: this.user, sqlstate: step.error.sqlstate },
+          "client authentication failed",
+        );
+        this.fatal(step.error);
+        return;
+      case "ok":
+        if (step.message) this.socket.write(step.message);
+        this.socket.write(msg.authenticationOk);
+        this.auth = null;
+        this.afterAuthentication();
+        return;
+    }
+  }
+
+  private afterAuthentication(): void {
+    if (this.ctx.draining) {
+      this.fatal(new ProxyError("shutdown", "57P01", "the sidecar is shutting down", "FATAL"));
+      return;
+    }
+    if (this.ctx.openAdmin && this.database === "pgsidecar") {
+      if (!this.ctx.openAdmin(this)) {
+        this.fatal(
+          new ProxyError(
+            "admin_denied",
+            "28000",
+            `user "${this.user}" is not an admin of the pgsidecar console`,
+            "FATAL",
+          ),
+        );
+        return;
+      }
+      this.isAdmin = true;
+      this.finishLogin(
+        new Map([
+          ["server_version", "15.0 (pgsidecar)"],
+          ["client_encoding", "UTF8"],
+        ]),
+      );
+      return;
+    }
+    const route = this.ctx.route(this.database, this.user);
+    if (route === null) {
+      this.fatal(
+        new ProxyError(
+          "no_database",
+          "3D000",
+          `database "${this.database}" does not exist`,
+          "FATAL",
+        ),
+      );
+      return;
+    }
+    this.route = route;
+    const known = route.pool.serverParams;
+    if (known) {
+      this.finishLogin(known);
+      return;
+    }
+    // The first client of a pool waits for one server login to learn server_version & co.
+    this.state = SessionState.LoggingIn;
+    const waiter = route.pool.checkout((err, conn) => {
+      this.waiter = null;
+      if (this.state === SessionState.Closed) {
+        if (conn) route.pool.release(conn);
+        return;
+      }
+      if (err || !conn) {
+        this.loginFailed(err as ProxyError | ServerError);
+        return;
+      }
+      route.pool.release(conn);
+      this.finishLogin(route.pool.serverParams ?? conn.params);
+    });
+    this.waiter = waiter.done ? null : waiter;
+  }
+
+  private loginFailed(err: ProxyError | ServerError): void {
+    if ("raw" in err) {
+      // A server FATAL the client must see (bad password upstream, database gone), unchanged.
+      this.socket.write(err.raw);
+      this.close(DisconnectReason.LoginFailed);
+      return;
+    }
+    this.fatal(new ProxyError(err.code, err.sqlstate, err.message, "FATAL"));
+  }
+
+  private finishLogin(serverParams: ReadonlyMap<string, string>): void {
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
+    const tracked = new Set([...TRACKED_PARAMETERS, ...this.ctx.trackExtraParameters]);
+    for (const [name, value] of serverParams) {
+      const lc = name.toLowerCase();
+      const mine = this.wanted.get(lc);
+      if (mine) mine.name = name;
+      else if (tracked.has(lc)) this.wanted.set(lc, { name, value });
+      this.reported.set(name, mine ? mine.value : value);
+    }
+    const out: Buffer[] = [];
+    for (const [name, value] of this.reported) out.push(msg.parameterStatus(name, value));
+    this.key = this.ctx.cancels.issue(
+      { cancelCurrent: () => this.cancelCurrent() },
+      this.protocolMinor >= 2 ? 32 : 4,
+    );
+    out.push(msg.backendKeyData(this.key.pid, this.key.secret));
+    out.push(msg.readyForQueryIdle);
+    this.socket.write(Buffer.concat(out));
+    this.state = SessionState.Idle;
+    this.log.debug(
+      { client: this.id, user: this.user, database: this.database },
+      "client logged in",
+    );
+  }
+
+  private onLoginTimeout(): void {
+    if (this.state === SessionState.Closed || this.state === SessionState.Idle) return;
+    this.log.info({ client: this.id, state: this.state }, "client_login_timeout");
+    if (this.state === SessionState.Startup) this.close(DisconnectReason.ClientGone);
+    else
+      this.fatal(
+        new ProxyError(
+          "login_timeout",
+          "08P01",
+          "canceling authentication due to timeout",
+          "FATAL",
+        ),
+      );
+  }
+
+  // --- client frames (FrameSink) ---------------------------------------------------------------
+
+  onMessage(code: number, buf: Buffer, start: number, end: number): void {
+    switch (this.state) {
+      case SessionState.Authenticating:
+        if (code !== FrontendCode.PasswordMessage) {
+          this.fatal(
+            new ProxyError(
+              "auth_protocol",
+              "08P01",
+              `expected password response, got message type ${code}`,
+              "FATAL",
+            ),
+          );
+          return;
+        }
+        this.onAuthStep((this.auth as ClientAuth).respond(buf.subarray(start + HEADER, end)));
+        return;
+      case SessionState.LoggingIn:
+      case SessionState.Startup:
+      case SessionState.Closed:
+        return;
+      default:
+        if (this.isAdmin) this.onAdminMessage(code, buf, start, end);
+        else this.onRelayMessage(code, buf, start, end);
+    }
+  }
+
+  onContinuation(): void {
+    // The client side reassembles every message; nothing is streamed.
+  }
+
+  onChunkEnd(): void {
+    this.endInputRun();
+    this.flushServerRun();
+    this.lease?.flushSimulated();
+    this.flushClient();
+  }
+
+  onProtocolError(message: string): void {
+    this.log.info({ client: this.id, err: message }, "client protocol violation");
+    this.fatal(new ProxyError("protocol_violation", "08P01", message, "FATAL"));
+  }
+
+  private onRelayMessage(code: number, buf: Buffer, start: number, end: number): void {
+    switch (code) {
+      case FrontendCode.Terminate:
+        this.close(DisconnectReason.ClientGone);
+        return;
+      case FrontendCode.Query:
+      case FrontendCode.Parse:
+      case FrontendCode.Bind:
+      case FrontendCode.Describe:
+      case FrontendCode.Execute:
+      case FrontendCode.Close:
+      case FrontendCode.Sync:
+      case FrontendCode.Flush:
+      case FrontendCode.FunctionCall:
+        break;
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        // Without a server, these belong to a COPY whose server was lost: Postgres ignores them too.
+        if (this.lease === null && this.waiter === null) return;
+        break;
+      default:
+        this.onProtocolError(`invalid frontend message type ${code}`);
+        return;
+    }
+    if (this.skipToSync) {
+      if (code === FrontendCode.Sync) {
+        this.skipToSync = false;
+        this.writeClient(msg.readyForQuery(this.txStatus));
+      }
+      return;
+    }
+    if (this.lostTransaction) {
+      this.answerAbortedTransaction(code, buf, start, end);
+      return;
+    }
+    const idle = this.lease === null && this.waiter === null && !this.unitOpen;
+    if (idle && this.answerLocally(code, buf, start, end)) return;
+    this.appendInput(buf, start, end);
+    if (this.lease) this.send(code, buf, start, end);
+    else if (this.waiter === null) this.requestServer();
+  }
+
+  /**
+   * Messages that need no server when the client has nothing outstanding: a lone Sync or Flush,
+   * closing a named statement, and SQL that only manages the client's own statements.
+   */
+  private answerLocally(code: number, buf: Buffer, start: number, end: number): boolean {
+    const mode = this.route?.mode;
+    switch (code) {
+      case FrontendCode.Sync:
+        this.writeClient(msg.readyForQuery(this.txStatus));
+        return true;
+      case FrontendCode.Flush:
+        return true;
+      case FrontendCode.Close: {
+        if (mode !== "transaction" || buf[start + HEADER] !== 0x53) return false;
+        this.statements.delete(buf.toString("utf8", start + HEADER + 1, end - 1));
+        this.writeClient(msg.closeComplete);
+        return true;
+      }
+      case FrontendCode.Query: {
+        if (mode !== "transaction") return false;
+        const tag = this.statementCommand(buf, start + HEADER, end - 1);
+        if (tag === null) return false;
+        this.writeClient(
+          Buffer.concat([msg.commandComplete(tag), msg.readyForQuery(this.txStatus)]),
+        );
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** DEALLOCATE [PREPARE] name|ALL and DISCARD ALL apply to the client's statement names. */
+  private statementCommand(buf: Buffer, start: number, end: number): string | null {
+    if (end - start > 200) return null;
+    const sql = buf.toString("utf8", start, end).trim().replace(/;\s*$/, "");
+    const m = /^deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[^\s;]+)$/i.exec(sql);
+    if (m) {
+      const target = m[1];
+      if (target.toLowerCase() === "all") this.statements.clear();
+      else {
+        const name = target.startsWith('"')
+          ? target.slice(1, -1).replaceAll('""', '"')
+          : target.toLowerCase();
+        if (!this.statements.delete(name) && !this.statements.delete(target)) return null;
+      }
+      return target.toLowerCase() === "all" ? "DEALLOCATE ALL" : "DEALLOCATE";
+    }
+    if (/^discard\s+all$/i.test(sql) && this.txStatus === TxStatus.Idle) {
+      this.statements.clear();
+      return "DISCARD ALL";
+    }
+    return null;
+  }
+
+  /** After the server was lost mid-transaction, behave as Postgres does in an aborted transaction. */
+  private answerAbortedTransaction(code: number, buf: Buffer, start: number, end: number): void {
+    if (code === FrontendCode.Query) {
+      const sql = buf
+        .toString("utf8", start + HEADER, Math.min(end - 1, start + HEADER + 64))
+        .trim()
+        .toLowerCase();
+      const word = /^[a-z]+/.exec(sql)?.[0] ?? "";
+      if (word === "rollback" || word === "abort" || word === "commit" || word === "end") {
+        this.lostTransaction = false;
+        this.txStatus = TxStatus.Idle;
+        this.writeClient(Buffer.concat([msg.commandComplete("ROLLBACK"), msg.readyForQueryIdle]));
+        return;
+      }
+      this.reportError(abortedTransactionError());
+      this.writeClient(msg.readyForQueryFailed);
+      return;
+    }
+    if (code === FrontendCode.Sync) {
+      this.writeClient(msg.readyForQueryFailed);
+      return;
+    }
+    if (code === FrontendCode.Flush) return;
+    if (
+      code === FrontendCode.Parse ||
+      code === FrontendCode.Bind ||
+      code === FrontendCode.Execute
+    ) {
+      // An extended-protocol ROLLBACK/COMMIT: Parse carries the text; answer each step.
+      if (code === FrontendCode.Parse) {
+        const nameEnd = buf.indexOf(0, start + HEADER);
+        const sql = buf
+          .toString("utf8", nameEnd + 1, Math.min(end, nameEnd + 65))
+          .trim()
+          .toLowerCase();
+        const word = /^[a-z]+/.exec(sql)?.[0] ?? "";
+        if (word === "rollback" || word === "commit" || word === "abort" || word === "end") {
+          this.pendingAbortEnd = true;
+          this.writeClient(msg.parseComplete);
+          return;
+        }
+      } else if (this.pendingAbortEnd) {
+        if (code === FrontendCode.Bind) this.writeClient(msg.bindComplete);
+        else {
+          this.writeClient(msg.commandComplete("ROLLBACK"));
+          this.lostTransaction = false;
+          this.pendingAbortEnd = false;
+          this.txStatus = TxStatus.Idle;
+          this.skipToSync = true;
+        }
+        return;
+      }
+    }
+    this.reportError(abortedTransactionError());
+    this.skipToSync = true;
+  }
+  private pendingAbortEnd = false;
+
+  // --- sending to the server -------------------------------------------------------------------
+
+  /** Records a client frame in the current unit (coalescing ranges of one chunk). */
+  private appendInput(buf: Buffer, start: number, end: number): void {
+    if (!this.unitOpen) {
+      this.unitOpen = true;
+      this.unitStartedAt = performance.now();
+      this.unitForwarded = false;
+      this.unitOverflow = false;
+      this.replays = 0;
+    }
+    if (this.inBuf === buf && this.inEnd === start) {
+      this.inEnd = end;
+      return;
+    }
+    this.endInputRun();
+    this.inBuf = buf;
+    this.inStart = start;
+    this.inEnd = end;
+  }
+
+  private endInputRun(): void {
+    const b = this.inBuf;
+    if (b === null) return;
+    this.inBuf = null;
+    if (this.unitOverflow && this.lease !== null) return; // no longer replayable: nothing to keep
+    const range =
+      this.inStart === 0 && this.inEnd === b.length ? b : b.subarray(this.inStart, this.inEnd);
+    this.unit.push(range);
+    this.unitBytes += range.length;
+    if (this.unitBytes <= (this.route?.retry.bufferBytes ?? 0)) return;
+    if (this.lease !== null) {
+      // Too big to replay: stop keeping it.
+      this.unitOverflow = true;
+      this.unit = [];
+      this.unitBytes = 0;
+    } else if (!this.clientPaused) {
+      // Waiting for a server with a large unit: stop reading the client until one is found.
+      this.clientPaused = true;
+      this.socket.pause();
+    }
+  }
+  private clientPaused = false;
+
+  private requestServer(): void {
+    const route = this.route as Route;
+    this.state = SessionState.Waiting;
+    // The callback may run before checkout() returns (an idle server was at hand).
+    const waiter = route.pool.checkout((err, conn) => this.onCheckout(err, conn));
+    this.waiter = waiter.done ? null : waiter;
+  }
+
+  private onCheckout(err: ProxyError | ServerError | null, conn: BackendConnection | null): void {
+    this.waiter = null;
+    if (this.state === SessionState.Closed) {
+      if (conn) this.route?.pool.release(conn);
+      return;
+    }
+    if (err || conn === null) {
+      this.failUnit(err ?? lostConnectionError(false), false);
+      return;
+    }
+    this.lease = conn;
+    this.state = SessionState.Active;
+    conn.listener = this;
+    if (this.clientBlocked) conn.pauseReading();
+    this.applySettings(conn);
+    // Send everything the unit holds so far, frame by frame (names may need rewriting).
+    this.endInputRun();
+    for (const range of this.unit) {
+      let pos = 0;
+      while (pos < range.length) {
+        const len = range.readInt32BE(pos + 1);
+        this.send(range[pos], range, pos, pos + 1 + len);
+        pos += 1 + len;
+      }
+    }
+    this.flushServerRun();
+    if (this.unitBytes > (this.route?.retry.bufferBytes ?? 0)) {
+      this.unitOverflow = true;
+      this.unit = [];
+      this.unitBytes = 0;
+    }
+    if (this.clientPaused) {
+      this.clientPaused = false;
+      this.socket.resume();
+    }
+    conn.flushSimulated();
+    this.flushClient();
+  }
+
+  // Writes to the server are coalesced: one range per client chunk unless a frame is rewritten.
+  private serverRunBuf: Buffer | null = null;
+  private serverRunStart = 0;
+  private serverRunEnd = 0;
+
+  /**
+   * Queues the replies a client frame owes and writes it to the server, rewriting statement names
+   * where the frame needs it.
+   */
+  private send(code: number, buf: Buffer, start: number, end: number): void {
+    const conn = this.lease as BackendConnection;
+    const ex = conn.expected;
+    const named = this.route?.mode === "transaction" && this.ctx.maxPreparedStatements > 0;
+    let replacement: Buffer | null | undefined; // undefined: send as is; null: send nothing
+    switch (code) {
+      case FrontendCode.Query:
+        ex.push(code, Action.Forward);
+        this.trackSessionState(conn, buf, start + HEADER, end - 1);
+        break;
+      case FrontendCode.Parse: {
+        const nameEnd = buf.indexOf(0, start + HEADER);
+        if (nameEnd === start + HEADER) {
+          ex.push(code, Action.Forward);
+          this.trackSessionState(conn, buf, nameEnd + 1, buf.indexOf(0, nameEnd + 1));
+          break;
+        }
+        if (!named) {
+          conn.pins.add(PinReason.PreparedStatement);
+          ex.push(code, Action.Forward);
+          break;
+        }
+        replacement = this.parseNamed(conn, buf, start, end, nameEnd);
+        break;
+      }
+      case FrontendCode.Bind: {
+        const portalEnd = buf.indexOf(0, start + HEADER);
+        const stmtEnd = buf.indexOf(0, portalEnd + 1);
+        if (named && stmtEnd > portalEnd + 1) {
+          const stmt = this.prepareFor(conn, buf.toString("utf8", portalEnd + 1, stmtEnd));
+          if (stmt)
+            replacement = spliceName(buf, start, end, portalEnd + 1, stmtEnd, stmt.serverName);
+        }
+        ex.push(code, Action.Forward);
+        break;
+      }
+      case FrontendCode.Describe: {
+        if (named && buf[start + HEADER] === 0x53 && end - start > HEADER + 2) {
+          const stmt = this.prepareFor(conn, buf.toString("utf8", start + HEADER + 1, end - 1));
+          if (stmt)
+            replacement = spliceName(buf, start, end, start + HEADER + 1, end - 1, stmt.serverName);
+        }
+        ex.push(code, Action.Forward);
+        break;
+      }
+      case FrontendCode.Close:
+        if (named && buf[start + HEADER] === 0x53 && end - start > HEADER + 2) {
+          // The server copy stays cached for other clients; the client's name is gone.
+          this.statements.delete(buf.toString("utf8", start + HEADER + 1, end - 1));
+          ex.push(code, Action.Simulate, msg.closeComplete);
+          replacement = null;
+        } else ex.push(code, Action.Forward);
+        break;
+      case FrontendCode.Execute:
+      case FrontendCode.Sync:
+      case FrontendCode.FunctionCall:
+        ex.push(code, Action.Forward);
+        break;
+      default:
+        // Flush, CopyData, CopyDone, CopyFail: no reply of their own.
+        break;
+    }
+    if (replacement === undefined) {
+      this.serverRun(buf, start, end);
+      return;
+    }
+    this.flushServerRun();
+    if (replacement !== null) this.writeServerDirect(replacement);
+  }
+
+  /** A client Parse of a named statement: give it its content name; skip it where it exists. */
+  private parseNamed(
+    conn: BackendConnection,
+    buf: Buffer,
+    start: number,
+    end: number,
+    nameEnd: number,
+  ): Buffer | null {
+    const clientName = buf.toString("utf8", start + HEADER, nameEnd);
+    const body = buf.subarray(nameEnd + 1, end);
+    const serverName = `pgsc_${createHash("sha1").update(body).digest("hex")}`;
+    let stmt = this.statements.get(clientName);
+    if (stmt === undefined || stmt.serverName !== serverName) {
+      const parse = Buffer.allocUnsafe(HEADER + serverName.length + 1 + body.length);
+      parse[0] = FrontendCode.Parse;
+      parse.writeInt32BE(parse.length - 1, 1);
+      parse.write(serverName, HEADER, "latin1");
+      parse[HEADER + serverName.length] = 0;
+      body.copy(parse, HEADER + serverName.length + 1);
+      const sqlEnd = buf.indexOf(0, nameEnd + 1);
+      stmt = { serverName, parse, sql: buf.toString("utf8", nameEnd + 1, sqlEnd) };
+      this.statements.set(clientName, stmt);
+    }
+    this.trackSessionState(conn, buf, nameEnd + 1, buf.indexOf(0, nameEnd + 1));
+    if (conn.prepared.has(serverName)) {
+      this.ctx.events.statement(this, "hit");
+      conn.expected.push(FrontendCode.Parse, Action.Simulate, msg.parseComplete);
+      return null;
+    }
+    this.ctx.events.statement(this, "miss");
+    this.evictFor(conn, serverName);
+    conn.prepared.expect(serverName);
+    conn.expected.push(FrontendCode.Parse, Action.Forward, serverName);
+    return stmt.parse;
+  }
+
+  /** Makes sure the server has the client's statement, injecting a Parse when it does not. */
+  private prepareFor(conn: BackendConnection, clientName: string): ClientStatement | null {
+    const stmt = this.statements.get(clientName);
+    if (stmt === undefined) return null; // unknown name: the server reports 26000 as Postgres would
+    if (!conn.prepared.has(stmt.serverName)) {
+      this.ctx.events.statement(this, "reprepare");
+      this.evictFor(conn, stmt.serverName);
+      conn.prepared.expect(stmt.serverName);
+      conn.expected.push(FrontendCode.Parse, Action.Ignore, stmt.serverName);
+      this.flushServerRun();
+      this.writeServerDirect(stmt.parse);
+    }
+    return stmt;
+  }
+
+  /** Closes the least recently used statements on a full server before preparing another. */
+  private evictFor(conn: BackendConnection, keep: string): void {
+    const victims = conn.prepared.evictFor(1, new Set([keep]));
+    if (victims.length === 0) return;
+    this.flushServerRun();
+    for (const name of victims) {
+      conn.expected.push(FrontendCode.Close, Action.Ignore);
+      this.writeServerDirect(msg.close("S", name));
+    }
+  }
+
+  private trackSessionState(
+    conn: BackendConnection,
+    buf: Buffer,
+    start: number,
+    end: number,
+  ): void {
+    if (this.route?.mode !== "transaction") return;
+    const change = detectSessionState(buf, start, end);
+    if (change === null) return;
+    if ("pin" in change) {
+      if (!conn.pins.has(change.pin)) {
+        conn.pins.add(change.pin);
+        this.ctx.events.pinned(this, change.pin);
+        this.log.debug(
+          { client: this.id, server: conn.id, reason: change.pin },
+          "client pinned to server",
+        );
+      }
+    } else if (change.unpin === "all") conn.pins.clear();
+    else conn.pins.delete(change.unpin);
+  }
+
+  /** Extends the pending server write with a range of a client chunk. */
+  private serverRun(buf: Buffer, start: number, end: number): void {
+    if (this.serverRunBuf === buf && this.serverRunEnd === start) {
+      this.serverRunEnd = end;
+      return;
+    }
+    this.flushServerRun();
+    this.serverRunBuf = buf;
+    this.serverRunStart = start;
+    this.serverRunEnd = end;
+  }
+  private flushServerRun(): void {
+    const b = this.serverRunBuf;
+    if (b === null) return;
+    this.serverRunBuf = null;
+    this.writeServerDirect(
+      this.serverRunStart === 0 && this.serverRunEnd === b.length
+        ? b
+        : b.subarray(this.serverRunStart, this.serverRunEnd),
+    );
+  }
+
+  private writeServerDirect(bytes: Buffer): void {
+    const conn = this.lease;
+    if (conn === null) return;
+    if (!conn.write(bytes) && !this.serverBlocked) {
+      this.serverBlocked = true;
+      this.socket.pause();
+      conn.onDrain(() => {
+        this.serverBlocked = false;
+        if (!this.clientPaused) this.socket.resume();
+      });
+    }
+  }
+
+  /** SETs the client's settings on a server whose values differ, before the client's frames. */
+  private applySettings(conn: BackendConnection): void {
+    let sql = "";
+    for (const [lc, { name, value }] of this.wanted) {
+      const reportedName = this.reported.has(name) ? name : null;
+      const current = reportedName !== null ? conn.params.get(reportedName) : conn.settings.get(lc);
+      if (current === value) continue;
+      if (reportedName === null) conn.settings.set(lc, value);
+      sql += `SET ${quoteIdent(name)} = ${quoteLiteral(value)};`;
+    }
+    for (const lc of conn.settings.keys()) {
+      if (this.wanted.has(lc)) continue;
+      conn.settings.delete(lc);
+      sql += `RESET ${quoteIdent(lc)};`;
+    }
+    if (sql === "") return;
+    conn.expected.push(FrontendCode.Query, Action.Ignore);
+    conn.write(msg.query(sql));
+  }
+
+  // --- server replies (BackendListener) --------------------------------------------------------
+
+  forward(buf: Buffer, start: number, end: number): void {
+    this.unitForwarded = true;
+    if (this.outBuf === buf && this.outEnd === start) {
+      this.outEnd = end;
+      return;
+    }
+    this.flushOut();
+    this.outBuf = buf;
+    this.outStart = start;
+    this.outEnd = end;
+  }
+
+  insert(bytes: Buffer): void {
+    this.unitForwarded = true;
+    this.flushOut();
+    this.writeClient(bytes);
+  }
+
+  chunkEnd(): void {
+    this.flushClient();
+  }
+
+  parameter(name: string, value: string, ignored: boolean): void {
+    const lc = name.toLowerCase();
+    const mine = this.wanted.get(lc);
+    if (ignored) {
+      // Our own SET: adopt the server's spelling, and tell the client if its view changed.
+      if (mine) mine.value = value;
+      if (this.reported.get(name) !== value && (mine || !this.reported.has(name))) {
+        this.reported.set(name, value);
+        // Not part of the unit's response: it does not prevent a replay.
+        this.flushOut();
+        this.writeClient(msg.parameterStatus(name, value));
+      }
+      return;
+    }
+    this.reported.set(name, value);
+    if (mine) mine.value = value;
+    else if (TRACKED_PARAMETERS.has(lc) || this.ctx.trackExtraParameters.has(lc))
+      this.wanted.set(lc, { name, value });
+  }
+
+  ready(status: number): void {
+    const conn = this.lease as BackendConnection;
+    this.txStatus = status;
+    this.flushClient();
+    this.ctx.events.unitDone(
+      this,
+      (performance.now() - this.unitStartedAt) / 1000,
+      status === TxStatus.Idle,
+    );
+    this.unit = [];
+    this.unitBytes = 0;
+    this.unitOverflow = false;
+    this.unitOpen = false;
+    this.replays = 0;
+    if (this.route?.mode === "transaction" && status === TxStatus.Idle && conn.pins.size === 0) {
+      this.releaseLease();
+    } else {
+      this.state = SessionState.Active;
+    }
+  }
+
+  lost(reason: DisconnectReason, error: ServerError | null): void {
+    const conn = this.lease;
+    this.lease = null;
+    if (conn === null) return;
+    this.log.info(
+      {
+        client: this.id,
+        server: conn.id,
+        reason,
+        sqlstate: error?.sqlstate,
+        pool: this.route?.pool.key,
+      },
+      "server lost while serving client",
+    );
+    this.route?.pool.discard(conn, reason);
+    this.flushOut();
+    const owed = conn.expected.pendingReadyForQuery();
+    const inTransaction = conn.txStatus !== TxStatus.Idle;
+    if (conn.expected.empty || owed === 0) {
+      // Nothing in flight. A transaction the client holds open is gone: it learns at its next statement.
+      conn.expected.clear();
+      if (inTransaction) {
+        this.lostTransaction = true;
+        this.txStatus = TxStatus.Failed;
+      }
+      this.state = SessionState.Idle;
+      this.flushClient();
+      return;
+    }
+    conn.expected.clear();
+    const policy = this.route?.retry;
+    if (!inTransaction && !this.unitForwarded && policy) {
+      const verdict = policy.decide({
+        unit: this.unitOverflow ? null : this.unit,
+        written: conn.bytesSent > 0,
+        replays: this.replays,
+        error,
+        statementText: (name) => this.statements.get(name)?.sql,
+      });
+      if (verdict === "replay") {
+        this.replays++;
+        this.log.info(
+          { client: this.id, attempt: this.replays },
+          "replaying unit on another server",
+        );
+        this.requestServer();
+        return;
+      }
+      this.ctx.events.replay(this, verdict === "gave_up" ? "gave_up" : "not_retryable");
+    }
+    this.failUnit(lostConnectionError(inTransaction), inTransaction, owed);
+  }
+
+  /** Ends the current unit with a non-fatal error: one ErrorResponse + ReadyForQuery per Sync owed. */
+  private failUnit(err: ProxyError | ServerError, inTransaction: boolean, owed = -1): void {
+    this.endInputRun();
+    if (owed < 0) owed = countSyncs(this.unit);
+    // A server's FATAL (e.g. its password changed) is reported as an ERROR: this connection lives on.
+    const error = "raw" in err ? errorFromServer(err) : err.toMessage();
+    const sqlstate = err.sqlstate;
+    const status = inTransaction
+      ? TxStatus.Failed
+      : this.txStatus === TxStatus.Failed
+        ? TxStatus.Failed
+        : TxStatus.Idle;
+    for (let i = 0; i < owed; i++) {
+      this.ctx.events.clientError(this, sqlstate);
+      this.writeClient(error);
+      this.writeClient(msg.readyForQuery(status));
+    }
+    if (owed === 0) {
+      // Only Flush-terminated work was pending: report once and skip to the client's next Sync.
+      this.ctx.events.clientError(this, sqlstate);
+      this.writeClient(error);
+      this.skipToSync = true;
+    }
+    if (inTransaction) this.lostTransaction = true;
+    this.txStatus = status;
+    if (this.replays > 0) this.ctx.events.replay(this, "gave_up");
+    this.unit = [];
+    this.unitBytes = 0;
+    this.unitOpen = false;
+    this.replays = 0;
+    this.state = SessionState.Idle;
+    if (this.clientPaused) {
+      this.clientPaused = false;
+      this.socket.resume();
+    }
+    this.flushClient();
+  }
+
+  private releaseLease(): void {
+    const conn = this.lease;
+    if (conn === null) return;
+    this.lease = null;
+    this.state = SessionState.Idle;
+    conn.resumeReading();
+    this.route?.pool.release(conn);
+  }
+
+  // --- writing to the client -------------------------------------------------------------------
+
+  private flushOut(): void {
+    const b = this.outBuf;
+    if (b === null) return;
+    this.outBuf = null;
+    this.writeClient(
+      this.outStart === 0 && this.outEnd === b.length ? b : b.subarray(this.outStart, this.outEnd),
+    );
+  }
+
+  private flushClient(): void {
+    this.flushOut();
+    if (this.clientCorked) {
+      this.clientCorked = false;
+      this.socket.uncork();
+    }
+  }
+
+  private writeClient(bytes: Buffer): void {
+    if (this.state === SessionState.Closed) return;
+    if (!this.clientCorked) {
+      this.clientCorked = true;
+      this.socket.cork();
+    }
+    this.ctx.events.bytes("out", bytes.length);
+    if (!this.socket.write(bytes) && !this.clientBlocked) {
+      this.clientBlocked = true;
+      this.lease?.pauseReading();
+      this.socket.once("drain", () => {
+        this.clientBlocked = false;
+        this.lease?.resumeReading();
+      });
+    }
+  }
+
+  private reportError(err: ProxyError): void {
+    this.ctx.events.clientError(this, err.sqlstate);
+    this.writeClient(err.toMessage());
+  }
+
+  // --- admin console ----------------------------------------------------------------------------
+
+  private onAdminMessage(code: number, buf: Buffer, start: number, end: number): void {
+    if (code === FrontendCode.Terminate) {
+      this.close(DisconnectReason.ClientGone);
+      return;
+    }
+    if (code !== FrontendCode.Query) {
+      if (code === FrontendCode.Sync) this.writeClient(msg.readyForQueryIdle);
+      else if (code === FrontendCode.Parse) {
+        this.reportError(
+          new ProxyError(
+            "admin_extended",
+            "0A000",
+            "the admin console supports only simple queries",
+          ),
+        );
+      }
+      this.flushClient();
+      return;
+    }
+    const sql = buf.toString("utf8", start + HEADER, end - 1);
+    const out = this.ctx.adminQuery ? this.ctx.adminQuery(this, sql) : [];
+    for (const b of out) this.writeClient(b);
+    this.writeClient(msg.readyForQueryIdle);
+    this.flushClient();
+  }
+
+  // --- cancel and close ---------------------------------------------------------------------------
+
+  cancelCurrent(): void {
+    if (this.lease && !this.lease.expected.empty) this.lease.cancel();
+  }
+
+  /** Sends a FATAL (when the protocol allows one) and closes. */
+  fatal(err: ProxyError): void {
+    if (this.state === SessionState.Closed) return;
+    this.ctx.events.clientError(this, err.sqlstate);
+    this.socket.write(err.toMessage());
+    this.close(DisconnectReason.ProtocolError);
+  }
+
+  /** Closes the client: withdraws a wait, returns (or cleans) the server, frees the cancel key. */
+  close(reason: DisconnectReason): void {
+    if (this.closing) return;
+    this.closing = true;
+    const wasActive = this.state;
+    this.state = SessionState.Closed;
+    this.scanner.stop();
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.waiter?.cancel();
+    this.waiter = null;
+    const conn = this.lease;
+    this.lease = null;
+    if (conn && this.route) {
+      conn.resumeReading();
+      const clean = conn.expected.empty && conn.txStatus === TxStatus.Idle && conn.pins.size === 0;
+      if (this.route.mode === "session") {
+        if (conn.expected.empty) this.route.pool.releaseAfterSession(conn);
+        else this.route.pool.releaseDirty(conn);
+      } else if (clean) this.route.pool.release(conn);
+      else this.route.pool.releaseDirty(conn);
+    }
+    if (this.key) this.ctx.cancels.release(this.key.pid);
+    if (this.socket.writable) this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.log.debug({ client: this.id, reason, state: wasActive }, "client closed");
+    this.ctx.sessionClosed(this);
+  }
+}
+
+/** Copies a frame with the NUL-terminated name at [nameStart, nameEnd) replaced. */
+function spliceName(
+  buf: Buffer,
+  start: number,
+  end: number,
+  nameStart: number,
+  nameEnd: number,
+  name: string,
+): Buffer {
+  const out = Buffer.allocUnsafe(end - start - (nameEnd - nameStart) + name.length);
+  buf.copy(out, 0, start, nameStart);
+  out.write(name, nameStart - start, "latin1");
+  buf.copy(out, nameStart - start + name.length, nameEnd, end);
+  out.writeInt32BE(out.length - 1, 1);
+  return out;
+}
+
+/** Syncs, Queries and FunctionCalls in a unit: each is owed one ReadyForQuery. */
+function countSyncs(unit: Buffer[]): number {
+  let n = 0;
+  const count = (b: Buffer, from: number, to: number) => {
+    let pos = from;
+    while (pos + HEADER <= to) {
+      const c = b[pos];
+      if (c === FrontendCode.Sync || c === FrontendCode.Query || c === FrontendCode.FunctionCall)
+        n++;
+      pos += 1 + b.readInt32BE(pos + 1);
+    }
+  };
+  for (const range of unit) count(range, 0, range.length);
+  return n;
+}
+
+function abortedTransactionError(): ProxyError {
+  return new ProxyError(
+    "in_failed_transaction",
+    "25P02",
+    "current transaction is aborted, commands ignored until end of transaction block",
+  );
+}
+
+function quoteIdent(name: string): string {
+  return /^[a-z_][a-z0-9_.]*$/i.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+}
+
+function quoteLiteral(value: string): string {
+  const body = value.replaceAll("'", "''");
+  return value.includes("\\") ? `E'${body.replaceAll("\\", "\\\\")}'` : `'${body}'`;
+}
+
+function errorFromServer(err: ServerError): Buffer {
+  return msg.errorResponse({ severity: "ERROR", code: err.sqlstate, message: err.message });
+}

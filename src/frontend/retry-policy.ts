@@ -1,0 +1,84 @@
+// RetryPolicy: decides whether a unit of work whose server died may be replayed on another one
+// (DESIGN.md section 1): `off` never, `safe` only when it certainly did not run or only reads,
+// `all` also writes (for idempotent workloads such as LangGraph checkpointers).
+
+import type { ServerError } from "../errors.js";
+import { FrontendCode } from "../protocol/codes.js";
+import { classifyStatement, type StatementClass } from "./statement-class.js";
+
+export type RetryMode = "off" | "safe" | "all";
+export type RetryVerdict = "replay" | "gave_up" | "not_retryable";
+
+export interface LostUnit {
+  /** The unit's client frames, or null when it outgrew retry_buffer_bytes. */
+  unit: Buffer[] | null;
+  /** Whether any byte of it reached the server. */
+  written: boolean;
+  /** Replays already attempted. */
+  replays: number;
+  /** The FATAL the server sent before closing, if any. */
+  error: ServerError | null;
+  /** Text of a client's named statement (for Bind/Execute of a prepared statement). */
+  statementText(name: string): string | undefined;
+}
+
+/** SQLSTATEs that mean the server refused the work before running any of it. */
+const REFUSED_BEFORE_RUNNING = new Set(["57P03", "53300"]);
+
+export class RetryPolicy {
+  /** Classification counts since start, for metrics. */
+  readonly classified: Record<StatementClass, number> = { read_only: 0, write: 0 };
+
+  constructor(
+    readonly mode: RetryMode,
+    readonly maxReplays: number,
+    readonly bufferBytes: number,
+  ) {}
+
+  decide(lost: LostUnit): RetryVerdict {
+    if (this.mode === "off" || lost.unit === null) return "not_retryable";
+    if (lost.replays >= this.maxReplays) return "gave_up";
+    if (!lost.written) return "replay";
+    if (lost.error && REFUSED_BEFORE_RUNNING.has(lost.error.sqlstate)) return "replay";
+    if (this.mode === "all") return "replay";
+    return this.readOnly(lost) ? "replay" : "not_retryable";
+  }
+
+  /** True when every statement the unit executes is read-only by classification. */
+  private readOnly(lost: LostUnit): boolean {
+    const unit = lost.unit as Buffer[];
+    let readOnly = true;
+    for (const range of unit) {
+      let pos = 0;
+      while (readOnly && pos + 5 <= range.length) {
+        const code = range[pos];
+        const end = pos + 1 + range.readInt32BE(pos + 1);
+        let sql: string | undefined;
+        if (code === FrontendCode.Query) {
+          sql = range.toString("utf8", pos + 5, end - 1);
+        } else if (code === FrontendCode.Parse) {
+          const nameEnd = range.indexOf(0, pos + 5);
+          const textEnd = range.indexOf(0, nameEnd + 1);
+          sql = range.toString("utf8", nameEnd + 1, textEnd);
+        } else if (code === FrontendCode.Bind) {
+          const portalEnd = range.indexOf(0, pos + 5);
+          const stmtEnd = range.indexOf(0, portalEnd + 1);
+          if (stmtEnd > portalEnd + 1) {
+            sql = lost.statementText(range.toString("utf8", portalEnd + 1, stmtEnd));
+            if (sql === undefined) readOnly = false;
+          }
+        } else if (code === FrontendCode.FunctionCall || code === FrontendCode.CopyData) {
+          readOnly = false;
+        }
+        if (sql !== undefined) {
+          const cls = classifyStatement(sql);
+          this.classified[cls]++;
+          if (cls !== "read_only") readOnly = false;
+        }
+        pos = end;
+      }
+      if (!readOnly) return false;
+    }
+    return readOnly;
+  }
+}

@@ -1,0 +1,144 @@
+// FrameScanner: splits a byte stream into protocol messages by their 5-byte headers, in place.
+//
+// Whole messages are handed to the sink as (buffer, start, end) ranges of the chunk they arrived in;
+// nothing is copied unless a message is split across chunks. A split message is reassembled into a
+// buffer of its exact size, except for the codes marked "streamed" (DataRow, CopyData on the
+// backend side): those are passed on piece by piece so a large row is never held whole.
+
+export interface FrameSink {
+  /** A message starts. [start, end) is the whole message, or only its first piece when streamed. */
+  onMessage(code: number, buf: Buffer, start: number, end: number): void;
+  /** More bytes of a streamed message; `last` is true on its final piece. */
+  onContinuation(buf: Buffer, start: number, end: number, last: boolean): void;
+  /** The chunk has been fully scanned (flush coalesced writes here). */
+  onChunkEnd(): void;
+  /** A header declared an impossible length; the stream cannot be trusted any more. */
+  onProtocolError(message: string): void;
+}
+
+const HEADER = 5;
+
+export class FrameScanner {
+  private readonly header = Buffer.allocUnsafe(HEADER);
+  private headerFill = 0;
+  /** Reassembly buffer for a split, non-streamed message. */
+  private partial: Buffer | null = null;
+  private partialFill = 0;
+  /** Bytes still to come of the current streamed message. */
+  private streamRemaining = 0;
+  private failed = false;
+
+  constructor(
+    private readonly maxMessageBytes: number,
+    /** 256 flags: codes passed on piece by piece instead of reassembled. */
+    private readonly streamed: Uint8Array = new Uint8Array(256),
+  ) {}
+
+  /** True when the scanner sits exactly between two messages. */
+  get atBoundary(): boolean {
+    return this.headerFill === 0 && this.partial === null && this.streamRemaining === 0;
+  }
+
+  push(chunk: Buffer, sink: FrameSink): void {
+    if (this.failed) return;
+    let pos = 0;
+    const len = chunk.length;
+    while (pos < len) {
+      if (this.streamRemaining > 0) {
+        const take = Math.min(this.streamRemaining, len - pos);
+        this.streamRemaining -= take;
+        sink.onContinuation(chunk, pos, pos + take, this.streamRemaining === 0);
+        pos += take;
+        continue;
+      }
+      if (this.partial !== null) {
+        const take = Math.min(this.partial.length - this.partialFill, len - pos);
+        chunk.copy(this.partial, this.partialFill, pos, pos + take);
+        this.partialFill += take;
+        pos += take;
+        if (this.partialFill === this.partial.length) {
+          const whole = this.partial;
+          this.partial = null;
+          sink.onMessage(whole[0], whole, 0, whole.length);
+          if (this.failed) return;
+        }
+        continue;
+      }
+      if (this.headerFill > 0 || len - pos < HEADER) {
+        // A header split across chunks: gather its 5 bytes first.
+        const take = Math.min(HEADER - this.headerFill, len - pos);
+        chunk.copy(this.header, this.headerFill, pos, pos + take);
+        this.headerFill += take;
+        pos += take;
+        if (this.headerFill < HEADER) break;
+        this.headerFill = 0;
+        const code = this.header[0];
+        const size = this.header.readInt32BE(1);
+        if (!this.checkLength(size, sink)) return;
+        if (this.streamed[code] === 1) {
+          this.streamRemaining = size - 4;
+          // Deliver the header itself as the first piece (it is a copy: never reused afterwards).
+          const headerCopy = Buffer.from(this.header);
+          sink.onMessage(code, headerCopy, 0, HEADER);
+          if (this.failed) return;
+          if (this.streamRemaining === 0) continue;
+        } else {
+          this.partial = Buffer.allocUnsafe(size + 1);
+          this.header.copy(this.partial, 0, 0, HEADER);
+          this.partialFill = HEADER;
+          if (this.partialFill === this.partial.length) {
+            const whole = this.partial;
+            this.partial = null;
+            sink.onMessage(code, whole, 0, whole.length);
+            if (this.failed) return;
+          }
+        }
+        continue;
+      }
+      const code = chunk[pos];
+      const size = chunk.readInt32BE(pos + 1);
+      if (!this.checkLength(size, sink)) return;
+      const end = pos + 1 + size;
+      if (end <= len) {
+        sink.onMessage(code, chunk, pos, end);
+        if (this.failed) return;
+        pos = end;
+      } else if (this.streamed[code] === 1) {
+        this.streamRemaining = end - len;
+        sink.onMessage(code, chunk, pos, len);
+        pos = len;
+      } else {
+        this.partial = Buffer.allocUnsafe(size + 1);
+        chunk.copy(this.partial, 0, pos, len);
+        this.partialFill = len - pos;
+        pos = len;
+      }
+    }
+    sink.onChunkEnd();
+  }
+
+  /** Stops scanning (the owner is closing the stream). */
+  stop(): void {
+    this.failed = true;
+  }
+
+  private checkLength(size: number, sink: FrameSink): boolean {
+    if (size < 4 || size > this.maxMessageBytes) {
+      this.failed = true;
+      sink.onProtocolError(
+        size < 4
+          ? `invalid message length ${size}`
+          : `message length ${size} exceeds max_message_bytes (${this.maxMessageBytes})`,
+      );
+      return false;
+    }
+    return true;
+  }
+}
+
+/** Flags for FrameScanner's `streamed` parameter. */
+export function streamedCodes(...codes: number[]): Uint8Array {
+  const flags = new Uint8Array(256);
+  for (const c of codes) flags[c] = 1;
+  return flags;
+}

@@ -1,0 +1,373 @@
+// Proxy: the composition root. Builds every part from one Config, starts them in order and stops
+// them in reverse; owns the pools (one per database and user) and the live sessions.
+
+import { readFileSync } from "node:fs";
+import type net from "node:net";
+import tls from "node:tls";
+import { AdminConsole } from "./admin/console.js";
+import { AdminHttpServer } from "./admin/http.js";
+import { scramSecretFromPassword } from "./auth/scram-sha-256.js";
+import { Pool, type PoolEvents, type PoolSettings } from "./backend/pool.js";
+import { Upstream } from "./backend/upstream.js";
+import type { Config, DatabaseConfig } from "./config/schema.js";
+import { DisconnectReason, type ServerError } from "./errors.js";
+import { CancelRegistry } from "./frontend/cancel.js";
+import type { KnownUser } from "./frontend/client-auth.js";
+import {
+  ClientSession,
+  type Route,
+  type SessionContext,
+  type SessionEvents,
+  SessionState,
+} from "./frontend/client-session.js";
+import { Listener } from "./frontend/listener.js";
+import { RetryPolicy } from "./frontend/retry-policy.js";
+import type { Logger } from "./log.js";
+import { Metrics, type PoolSnapshot } from "./metrics.js";
+
+export class Proxy {
+  config: Config;
+  readonly metrics: Metrics;
+  readonly cancels = new CancelRegistry();
+  readonly sessions = new Set<ClientSession>();
+  readonly pools = new Map<string, Pool>();
+  private readonly upstreams = new Map<string, Upstream>();
+  private readonly retryPolicies = new Map<string, RetryPolicy>();
+  private users = new Map<string, KnownUser>();
+  private tlsContext: tls.SecureContext | null = null;
+  private listener: Listener | null = null;
+  private http: AdminHttpServer | null = null;
+  private janitor: NodeJS.Timeout | null = null;
+  readonly console: AdminConsole;
+  draining = false;
+  readonly startedAt = Date.now();
+
+  constructor(
+    config: Config,
+    readonly log: Logger,
+  ) {
+    this.config = config;
+    this.metrics = new Metrics(
+      () => this.snapshot(),
+      () => this.sessions.size,
+    );
+    this.console = new AdminConsole(this);
+    this.applyConfig(config);
+  }
+
+  /** The bound client port (after start). */
+  get port(): number {
+    return this.listener?.port ?? 0;
+  }
+
+  get httpPort(): number {
+    return this.http?.port ?? 0;
+  }
+
+  get listening(): boolean {
+    return this.listener?.listening ?? false;
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    this.listener = new Listener({
+      host: c.listen.host,
+      port: c.listen.port,
+      unixSocketDir: c.unix_socket_dir,
+      maxClients: () => this.config.max_client_conn,
+      clients: () => this.sessions.size,
+      accept: (socket) => this.accept(socket),
+      rejected: (reason) => this.metrics.clientsRejected.inc({ reason }),
+    });
+    await this.listener.start();
+    if (c.http_listen) {
+      this.http = new AdminHttpServer({
+        metrics: this.metrics,
+        ready: () => this.ready(),
+        status: () => this.status(),
+      });
+      try {
+        await this.http.start(c.http_listen.host, c.http_listen.port);
+      } catch (err) {
+        await this.listener.stop();
+        throw err;
+      }
+    }
+    this.janitor = setInterval(() => {
+      for (const pool of this.pools.values()) pool.sweep();
+    }, 1000);
+    this.janitor.unref();
+    // Open min_pool_size servers for the configured databases and upstream user up front.
+    for (const db of Object.values(c.databases)) {
+      if (db.min_pool_size > 0) this.poolFor(db, db.target.user);
+    }
+    this.log.info(
+      {
+        listen: `${c.listen.host}:${this.port}`,
+        http: c.http_listen ? `${c.http_listen.host}:${this.httpPort}` : null,
+      },
+      "pgsidecar listening",
+    );
+  }
+
+  /** Stops at once: closes listeners, clients and servers. */
+  async stop(): Promise<void> {
+    this.draining = true;
+    if (this.janitor) clearInterval(this.janitor);
+    await this.listener?.stop();
+    for (const s of [...this.sessions]) s.close(DisconnectReason.Shutdown);
+    for (const pool of this.pools.values()) pool.close();
+    await this.http?.stop();
+  }
+
+  /**
+   * Graceful drain (SIGTERM): not ready any more; keep accepting for min_sigterm_delay; close each
+   * client at its next transaction boundary; resolve when none is left or at shutdown_timeout.
+   */
+  async drain(): Promise<"drained" | "timeout"> {
+    this.draining = true;
+    const c = this.config;
+    const deadline = Date.now() + c.shutdown_timeout;
+    if (c.min_sigterm_delay > 0) await sleep(c.min_sigterm_delay);
+    await this.listener?.stop();
+    while (Date.now() < deadline) {
+      for (const s of [...this.sessions]) {
+        if (s.state === SessionState.Idle && s.txStatus === 0x49)
+          s.close(DisconnectReason.Shutdown);
+      }
+      if (this.sessions.size === 0) break;
+      await sleep(50);
+    }
+    const result = this.sessions.size === 0 ? "drained" : "timeout";
+    await this.stop();
+    return result;
+  }
+
+  /** SIGHUP: apply a new config to running pools and sessions. Listen addresses need a restart. */
+  reload(next: Config): void {
+    this.config = next;
+    this.applyConfig(next);
+    for (const [key, pool] of this.pools) {
+      const db = next.databases[pool.database];
+      if (!db) continue;
+      pool.settings = this.poolSettings(db);
+      this.retryPolicies.delete(key);
+      pool.sweep();
+    }
+    this.log.info({}, "configuration reloaded");
+  }
+
+  private applyConfig(c: Config): void {
+    const users = new Map<string, KnownUser>();
+    for (const u of c.users) {
+      const old = this.users.get(u.name);
+      const scramSecret =
+        old && old.password === u.password ? old.scramSecret : scramSecretFromPassword(u.password);
+      users.set(u.name, { ...u, admin: u.admin || c.admin_users.includes(u.name), scramSecret });
+    }
+    this.users = users;
+    if (c.tls_cert_file && c.tls_key_file) {
+      this.tlsContext = tls.createSecureContext({
+        cert: readFileSync(c.tls_cert_file),
+        key: readFileSync(c.tls_key_file),
+      });
+    } else this.tlsContext = null;
+  }
+
+  private poolSettings(db: DatabaseConfig): PoolSettings {
+    const c = this.config;
+    return {
+      poolSize: db.pool_size,
+      minPoolSize: db.min_pool_size,
+      queryWaitTimeoutMs: c.query_wait_timeout,
+      connectTimeoutMs: c.server_connect_timeout,
+      checkDelayMs: c.server_check_delay,
+      checkTimeoutMs: c.server_check_timeout,
+      checkQuery: c.server_check_query,
+      lifetimeMs: c.server_lifetime,
+      idleTimeoutMs: c.server_idle_timeout,
+      resetQuery: c.server_reset_query,
+      resetTimeoutMs: c.server_reset_timeout,
+      keepaliveIdleMs: c.server_keepalive_idle,
+      maxPreparedStatements: c.max_prepared_statements,
+    };
+  }
+
+  private poolFor(db: DatabaseConfig, user: string): Pool {
+    const key = `${db.name}/${user}`;
+    let pool = this.pools.get(key);
+    if (pool) return pool;
+    let upstream = this.upstreams.get(db.name);
+    if (!upstream) {
+      upstream = new Upstream(
+        db.target,
+        this.config.server_login_retry,
+        this.config.server_login_retry_max,
+      );
+      this.upstreams.set(db.name, upstream);
+    }
+    const password =
+      user === db.target.user && db.target.password !== null
+        ? db.target.password
+        : (this.users.get(user)?.password ?? null);
+    pool = new Pool(
+      db.name,
+      user,
+      password,
+      upstream,
+      this.poolSettings(db),
+      this.log,
+      this.poolEvents,
+    );
+    this.pools.set(key, pool);
+    pool.sweep();
+    return pool;
+  }
+
+  private route(database: string, user: string): Route | null {
+    const db = this.config.databases[database];
+    if (!db) return null;
+    const pool = this.poolFor(db, user);
+    let retry = this.retryPolicies.get(pool.key);
+    if (!retry) {
+      retry = new RetryPolicy(db.retry, this.config.retry_max, this.config.retry_buffer_bytes);
+      this.retryPolicies.set(pool.key, retry);
+    }
+    return { pool, mode: db.pool_mode, retry };
+  }
+
+  private accept(socket: net.Socket): void {
+    this.metrics.clientsAccepted.inc();
+    const session = new ClientSession(socket, this.sessionContext);
+    this.sessions.add(session);
+  }
+
+  private ready(): boolean {
+    if (this.draining || !this.listening) return false;
+    if (!this.config.readyz_checks_upstream) return true;
+    for (const u of this.upstreams.values()) if (u.state !== "up") return false;
+    return true;
+  }
+
+  /** Live state per pool, for metrics, /status and SHOW POOLS. */
+  snapshot(): PoolSnapshot[] {
+    const out: PoolSnapshot[] = [];
+    for (const pool of this.pools.values()) {
+      let clientsActive = 0;
+      let clientsWaiting = 0;
+      let clientsIdle = 0;
+      for (const s of this.sessions) {
+        if (s.route?.pool !== pool) continue;
+        if (s.state === SessionState.Active) clientsActive++;
+        else if (s.state === SessionState.Waiting || s.state === SessionState.LoggingIn)
+          clientsWaiting++;
+        else if (s.state === SessionState.Idle) clientsIdle++;
+      }
+      const pinned: Record<string, number> = {};
+      let prepared = 0;
+      for (const conn of [...pool.active, ...pool.idle]) {
+        for (const reason of conn.pins) pinned[reason] = (pinned[reason] ?? 0) + 1;
+        prepared += conn.prepared.size;
+      }
+      out.push({
+        database: pool.database,
+        user: pool.user,
+        active: pool.active.size,
+        idle: pool.idle.length,
+        connecting: pool.connecting.size,
+        checking: pool.maintaining.size,
+        clientsActive,
+        clientsWaiting,
+        clientsIdle,
+        paused: pool.paused,
+        pinned,
+        preparedStatements: prepared,
+      });
+    }
+    return out;
+  }
+
+  status(): unknown {
+    return {
+      version: this.console.version,
+      uptime_seconds: Math.round((Date.now() - this.startedAt) / 1000),
+      draining: this.draining,
+      pools: this.snapshot(),
+      clients: this.console.clientRows(),
+      servers: this.console.serverRows(),
+    };
+  }
+
+  private readonly poolEvents: PoolEvents = {
+    serverOpened: (pool) =>
+      this.metrics.serversOpened.inc({ database: pool.database, user: pool.user }),
+    serverClosed: (pool, _conn, reason) =>
+      this.metrics.serversClosed.inc({ database: pool.database, user: pool.user, reason }),
+    connectFailed: (pool, err) =>
+      this.metrics.connectFailures.inc({
+        database: pool.database,
+        user: pool.user,
+        sqlstate: (err as ServerError).sqlstate ?? "network",
+      }),
+    checkoutWaited: (pool, seconds) =>
+      this.metrics.checkoutWait.observe({ database: pool.database, user: pool.user }, seconds),
+  };
+
+  private readonly sessionEvents: SessionEvents = {
+    clientError: (_s, sqlstate) => this.metrics.clientErrors.inc({ sqlstate }),
+    replay: (s, outcome) =>
+      this.metrics.replays.inc({ database: s.database, user: s.user, outcome }),
+    pinned: (_s, reason) => this.metrics.pins.inc({ reason }),
+    statement: (_s, result) => this.metrics.preparedStatements.inc({ result }),
+    unitDone: (s, seconds, transactionEnded) => {
+      const labels = { database: s.database, user: s.user };
+      this.metrics.queries.inc(labels);
+      this.metrics.unitSeconds.observe(labels, seconds);
+      if (transactionEnded) this.metrics.transactions.inc(labels);
+    },
+    bytes: (direction, n) => this.metrics.countBytes(direction, n),
+  };
+
+  private readonly sessionContext: SessionContext = (() => {
+    const proxy = this;
+    return {
+      get log() {
+        return proxy.log;
+      },
+      cancels: proxy.cancels,
+      get authType() {
+        return proxy.config.auth_type;
+      },
+      get loginTimeoutMs() {
+        return proxy.config.client_login_timeout;
+      },
+      get maxMessageBytes() {
+        return proxy.config.max_message_bytes;
+      },
+      get maxPreparedStatements() {
+        return proxy.config.max_prepared_statements;
+      },
+      get trackExtraParameters() {
+        return new Set(proxy.config.track_extra_parameters.map((p) => p.toLowerCase()));
+      },
+      get tls() {
+        return proxy.tlsContext;
+      },
+      get draining() {
+        return proxy.draining;
+      },
+      findUser: (name: string) => proxy.users.get(name),
+      route: (database: string, user: string) => proxy.route(database, user),
+      openAdmin: (session: ClientSession) => proxy.users.get(session.user)?.admin === true,
+      adminQuery: (session: ClientSession, sql: string) => proxy.console.query(session, sql),
+      sessionClosed: (session: ClientSession) => {
+        proxy.sessions.delete(session);
+      },
+      events: proxy.sessionEvents,
+    };
+  })();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
