@@ -11,7 +11,7 @@ import {
 } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./log.js";
-import { Proxy } from "./proxy.js";
+import { Sidecar } from "./proxy.js";
 
 function fail(message: string): never {
   process.stderr.write(`pgsidecar: ${message}\n`);
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   }
 
   const log = createLogger(config.log_level, config.log_format);
-  const proxy = new Proxy(config, log);
+  const proxy = new Sidecar(config, log);
   const reload = () => {
     try {
       const next = load(cli);

@@ -1,4 +1,4 @@
-// Proxy: the composition root. Builds every part from one Config, starts them in order and stops
+// Sidecar: the composition root. Builds every part from one Config, starts them in order and stops
 // them in reverse; owns the pools (one per database and user) and the live sessions.
 
 import { readFileSync } from "node:fs";
@@ -25,7 +25,7 @@ import { RetryPolicy } from "./frontend/retry-policy.js";
 import type { Logger } from "./log.js";
 import { Metrics, type PoolSnapshot } from "./metrics.js";
 
-export class Proxy {
+export class Sidecar {
   config: Config;
   readonly metrics: Metrics;
   readonly cancels = new CancelRegistry();

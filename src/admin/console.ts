@@ -8,7 +8,7 @@ import type { ClientSession } from "../frontend/client-session.js";
 import { BackendCode } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
 import { BufferWriter } from "../protocol/writer.js";
-import type { Proxy } from "../proxy.js";
+import type { Sidecar } from "../proxy.js";
 
 type Cell = string | number | boolean | null;
 type Row = Record<string, Cell>;
@@ -21,7 +21,7 @@ export class AdminConsole {
   /** Re-reads the configuration (set by the CLI); RELOAD fails without it. */
   reloader: (() => void) | null = null;
 
-  constructor(private readonly proxy: Proxy) {}
+  constructor(private readonly proxy: Sidecar) {}
 
   query(_session: ClientSession, sql: string): Buffer[] {
     const words = sql

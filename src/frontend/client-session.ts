@@ -99,7 +99,7 @@ export class ClientSession implements FrameSink, BackendListener {
   applicationName = "";
   readonly remote: string;
   isAdmin = false;
-  /** Proxy-issued BackendKeyData. */
+  /** Sidecar-issued BackendKeyData. */
   key: { pid: number; secret: Buffer } | null = null;
   /** The client's transaction status, as last reported to it. */
   txStatus: number = TxStatus.Idle;

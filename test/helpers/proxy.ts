@@ -1,12 +1,12 @@
-// Starts a pgsidecar Proxy in-process on a free port (port 0) in front of a test cluster.
+// Starts a pgsidecar Sidecar in-process on a free port (port 0) in front of a test cluster.
 
 import { loadConfig } from "../../src/config/load.js";
 import { createLogger, type LogLevel, silentLogger } from "../../src/log.js";
-import { Proxy } from "../../src/proxy.js";
+import { Sidecar } from "../../src/proxy.js";
 import type { PgCluster } from "./pg-cluster.js";
 
 export interface TestProxy {
-  proxy: Proxy;
+  proxy: Sidecar;
   host: string;
   port: number;
   /** A connection URL for the proxy (defaults: the cluster's superuser and database postgres). */
@@ -37,7 +37,7 @@ export async function startProxy(
     env: {},
   });
   const level = (process.env.PGSIDECAR_TEST_LOG as LogLevel | undefined) ?? null;
-  const proxy = new Proxy(config, level ? createLogger(level, "pretty") : silentLogger);
+  const proxy = new Sidecar(config, level ? createLogger(level, "pretty") : silentLogger);
   await proxy.start();
   const defaults = { user: cluster.superuser, password: cluster.password, database: "postgres" };
   const pgConfig = (opts: { user?: string; password?: string; database?: string } = {}) => ({

@@ -1,5 +1,5 @@
 // A TCP relay between proxy and Postgres that can break the network on demand: RST, black hole, refuse.
-// Model: PgBouncer test/utils.py `Proxy` (socat), PgDog's Toxiproxy `reset_peer` / `timeout`.
+// Model: PgBouncer test/utils.py `Sidecar` (socat), PgDog's Toxiproxy `reset_peer` / `timeout`.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
 export interface Relay {
