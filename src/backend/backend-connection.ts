@@ -19,7 +19,7 @@ import { AuthCode, BackendCode, FrontendCode, TxStatus } from "../protocol/codes
 import { FrameScanner, type FrameSink, streamedCodes } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
 import { Action, ExpectedResponses } from "./expected-responses.js";
-import { PreparedStatementCache } from "./prepared-statements.js";
+import { type KnownStatements, PreparedStatementCache } from "./prepared-statements.js";
 
 /** Whoever holds a backend (a client session, or the pool's own check/reset) hears its replies. */
 export interface BackendListener {
@@ -55,6 +55,8 @@ export interface BackendOptions {
   connectTimeoutMs: number;
   keepaliveIdleMs: number;
   maxPreparedStatements: number;
+  /** The pool's record of statements any of its servers accepted. */
+  knownStatements?: KnownStatements;
   applicationName?: string;
 }
 
@@ -102,7 +104,10 @@ export class BackendConnection implements FrameSink {
   private loginReject: ((err: Error) => void) | null = null;
 
   constructor(readonly options: BackendOptions) {
-    this.prepared = new PreparedStatementCache(options.maxPreparedStatements);
+    this.prepared = new PreparedStatementCache(
+      options.maxPreparedStatements,
+      options.knownStatements ?? null,
+    );
   }
 
   get address(): string {
@@ -259,7 +264,8 @@ export class BackendConnection implements FrameSink {
     }
     const action = ex.headAction;
     this.streamAction = action;
-    if (action === Action.Forward) l.forward(buf, start, end);
+    // Errors always reach the client, even for requests we injected (a re-Parse that now fails).
+    if (action === Action.Forward || code === BackendCode.ErrorResponse) l.forward(buf, start, end);
 
     if (!isTerminal(ex.headCode, code)) return;
     const headCode = ex.headCode;

@@ -13,6 +13,7 @@ import {
   BackendState,
 } from "./backend-connection.js";
 import { Action } from "./expected-responses.js";
+import { KnownStatements } from "./prepared-statements.js";
 import type { Upstream } from "./upstream.js";
 
 export interface PoolSettings {
@@ -79,6 +80,8 @@ export class Pool {
   private retireBefore = 0;
   /** ParameterStatus of the first successful login: what a new client is told at startup. */
   serverParams: Map<string, string> | null = null;
+  /** Statements some server of this pool accepted (content-named; see ClientSession). */
+  readonly knownStatements = new KnownStatements();
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -360,6 +363,7 @@ export class Pool {
       connectTimeoutMs: this.settings.connectTimeoutMs,
       keepaliveIdleMs: this.settings.keepaliveIdleMs,
       maxPreparedStatements: this.settings.maxPreparedStatements,
+      knownStatements: this.knownStatements,
     };
     // Reserve the slot synchronously so dispatch() does not open too many.
     this.resolving++;

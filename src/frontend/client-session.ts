@@ -26,7 +26,12 @@ import {
 import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser } from "./client-auth.js";
 import type { RetryPolicy } from "./retry-policy.js";
-import { detectSessionState, PinReason, TRACKED_PARAMETERS } from "./session-state.js";
+import {
+  detectSessionState,
+  PinReason,
+  type StateChange,
+  TRACKED_PARAMETERS,
+} from "./session-state.js";
 
 export const SessionState = {
   Startup: "startup",
@@ -85,6 +90,8 @@ interface ClientStatement {
   parse: Buffer;
   /** The query text, for retry classification and SHOW output. */
   sql: string;
+  /** What executing it does to session state (SET, LISTEN, ...), applied where it runs. */
+  sessionChange: StateChange;
 }
 
 const HEADER = 5;
@@ -565,6 +572,20 @@ export class ClientSession implements FrameSink, BackendListener {
         return true;
       case FrontendCode.Flush:
         return true;
+      case FrontendCode.Parse: {
+        // A named statement some server already accepted needs no server now: it is prepared
+        // wherever the client's Bind lands. This saves psycopg's prepare round trip, and keeps a
+        // client that prepares synchronously (pgbench -M prepared) from waiting for a server.
+        if (mode !== "transaction" || this.ctx.maxPreparedStatements === 0) return false;
+        const nameEnd = buf.indexOf(0, start + HEADER);
+        if (nameEnd === start + HEADER) return false;
+        const stmt = this.registerStatement(buf, start, end, nameEnd);
+        if (stmt.sessionChange !== null || !this.route?.pool.knownStatements.has(stmt.serverName))
+          return false;
+        this.ctx.events.statement(this, "hit");
+        this.writeClient(msg.parseComplete);
+        return true;
+      }
       case FrontendCode.Close: {
         if (mode !== "transaction" || buf[start + HEADER] !== 0x53) return false;
         this.statements.delete(buf.toString("utf8", start + HEADER + 1, end - 1));
@@ -796,8 +817,10 @@ export class ClientSession implements FrameSink, BackendListener {
         const stmtEnd = buf.indexOf(0, portalEnd + 1);
         if (named && stmtEnd > portalEnd + 1) {
           const stmt = this.prepareFor(conn, buf.toString("utf8", portalEnd + 1, stmtEnd));
-          if (stmt)
+          if (stmt) {
+            if (stmt.sessionChange !== null) this.applySessionChange(conn, stmt.sessionChange);
             replacement = spliceName(buf, start, end, portalEnd + 1, stmtEnd, stmt.serverName);
+          }
         }
         ex.push(code, Action.Forward);
         break;
@@ -836,6 +859,36 @@ export class ClientSession implements FrameSink, BackendListener {
     if (replacement !== null) this.writeServerDirect(replacement);
   }
 
+  /** Records a client's named statement under its content-derived server name. */
+  private registerStatement(
+    buf: Buffer,
+    start: number,
+    end: number,
+    nameEnd: number,
+  ): ClientStatement {
+    const clientName = buf.toString("utf8", start + HEADER, nameEnd);
+    const body = buf.subarray(nameEnd + 1, end);
+    const serverName = `pgsc_${createHash("sha1").update(body).digest("hex")}`;
+    const existing = this.statements.get(clientName);
+    if (existing !== undefined && existing.serverName === serverName) return existing;
+    const parse = Buffer.allocUnsafe(HEADER + serverName.length + 1 + body.length);
+    parse[0] = FrontendCode.Parse;
+    parse.writeInt32BE(parse.length - 1, 1);
+    parse.write(serverName, HEADER, "latin1");
+    parse[HEADER + serverName.length] = 0;
+    body.copy(parse, HEADER + serverName.length + 1);
+    const sqlEnd = buf.indexOf(0, nameEnd + 1);
+    const stmt: ClientStatement = {
+      serverName,
+      parse,
+      sql: buf.toString("utf8", nameEnd + 1, sqlEnd),
+      sessionChange:
+        this.route?.mode === "transaction" ? detectSessionState(buf, nameEnd + 1, sqlEnd) : null,
+    };
+    this.statements.set(clientName, stmt);
+    return stmt;
+  }
+
   /** A client Parse of a named statement: give it its content name; skip it where it exists. */
   private parseNamed(
     conn: BackendConnection,
@@ -844,22 +897,8 @@ export class ClientSession implements FrameSink, BackendListener {
     end: number,
     nameEnd: number,
   ): Buffer | null {
-    const clientName = buf.toString("utf8", start + HEADER, nameEnd);
-    const body = buf.subarray(nameEnd + 1, end);
-    const serverName = `pgsc_${createHash("sha1").update(body).digest("hex")}`;
-    let stmt = this.statements.get(clientName);
-    if (stmt === undefined || stmt.serverName !== serverName) {
-      const parse = Buffer.allocUnsafe(HEADER + serverName.length + 1 + body.length);
-      parse[0] = FrontendCode.Parse;
-      parse.writeInt32BE(parse.length - 1, 1);
-      parse.write(serverName, HEADER, "latin1");
-      parse[HEADER + serverName.length] = 0;
-      body.copy(parse, HEADER + serverName.length + 1);
-      const sqlEnd = buf.indexOf(0, nameEnd + 1);
-      stmt = { serverName, parse, sql: buf.toString("utf8", nameEnd + 1, sqlEnd) };
-      this.statements.set(clientName, stmt);
-    }
-    this.trackSessionState(conn, buf, nameEnd + 1, buf.indexOf(0, nameEnd + 1));
+    const stmt = this.registerStatement(buf, start, end, nameEnd);
+    const serverName = stmt.serverName;
     if (conn.prepared.has(serverName)) {
       this.ctx.events.statement(this, "hit");
       conn.expected.push(FrontendCode.Parse, Action.Simulate, msg.parseComplete);
@@ -906,7 +945,10 @@ export class ClientSession implements FrameSink, BackendListener {
   ): void {
     if (this.route?.mode !== "transaction") return;
     const change = detectSessionState(buf, start, end);
-    if (change === null) return;
+    if (change !== null) this.applySessionChange(conn, change);
+  }
+
+  private applySessionChange(conn: BackendConnection, change: NonNullable<StateChange>): void {
     if ("pin" in change) {
       if (!conn.pins.has(change.pin)) {
         conn.pins.add(change.pin);
