@@ -13,10 +13,14 @@ describe("pgbench through transaction pooling (pool_size 5)", () => {
   beforeAll(async () => {
     cluster = await startCluster();
     proxy = await startProxy(cluster, { pool_size: 5 });
-    const init = await run(`${pgBinDir()}/pgbench`, [...args(), "-i", "-s", "1", "-q", "postgres"], {
-      env: env(),
-      timeoutMs: 60_000,
-    });
+    const init = await run(
+      `${pgBinDir()}/pgbench`,
+      [...args(), "-i", "-s", "1", "-q", "postgres"],
+      {
+        env: env(),
+        timeoutMs: 60_000,
+      },
+    );
     expect(init.code, init.stderr).toBe(0);
   });
   afterAll(async () => {

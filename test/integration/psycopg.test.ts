@@ -1,0 +1,73 @@
+// psycopg 3 (Debian's python3-psycopg) AsyncConnectionPool through transaction pooling, configured
+// as LangGraph's checkpointer is in shared/seed: autocommit, dict_row, prepare_threshold=0.
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
+import { run, SYSTEM_PYTHON } from "../helpers/processes.js";
+import { startProxy, type TestProxy } from "../helpers/proxy.js";
+
+const script = fileURLToPath(new URL("../clients/psycopg_workload.py", import.meta.url));
+
+interface WorkloadResult {
+  done: number;
+  wrong: number;
+  errors: number;
+  first_errors: string[];
+}
+
+export async function runPsycopg(
+  dsn: string,
+  env: Record<string, string>,
+): Promise<WorkloadResult> {
+  const r = await run(SYSTEM_PYTHON, [script], {
+    env: { ...process.env, DSN: dsn, ...env },
+    timeoutMs: 240_000,
+  });
+  if (r.code !== 0)
+    throw new Error(`psycopg workload failed (${r.code}): ${r.stderr.slice(-2000)}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop() as string);
+}
+
+describe("psycopg AsyncConnectionPool through transaction pooling (pool_size 3)", () => {
+  let cluster: PgCluster;
+  let proxy: TestProxy;
+
+  beforeAll(async () => {
+    cluster = await startCluster();
+    proxy = await startProxy(cluster, { pool_size: 3 });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await cluster?.destroy();
+  });
+
+  it("prepare_threshold=None, 30 tasks: correct results", async () => {
+    const r = await runPsycopg(proxy.url(), {
+      PREPARE_THRESHOLD: "none",
+      EXECUTIONS: "1500",
+      MODES: "plain,transaction",
+    });
+    expect(r.first_errors).toEqual([]);
+    expect(r).toMatchObject({ done: 3000, wrong: 0, errors: 0 });
+  });
+
+  it("prepare_threshold=0 (the seed's config), 10 shapes, 5,000 executions plain and 5,000 in transactions: 0 errors", async () => {
+    const r = await runPsycopg(proxy.url(), {
+      PREPARE_THRESHOLD: "0",
+      EXECUTIONS: "5000",
+      MODES: "plain,transaction",
+    });
+    expect(r.first_errors).toEqual([]);
+    expect(r).toMatchObject({ done: 9960, wrong: 0, errors: 0 });
+  });
+
+  it("pipeline mode (conn.pipeline()), prepare_threshold=0: 0 errors", async () => {
+    const r = await runPsycopg(proxy.url(), {
+      PREPARE_THRESHOLD: "0",
+      EXECUTIONS: "3000",
+      MODES: "pipeline",
+    });
+    expect(r.first_errors).toEqual([]);
+    expect(r).toMatchObject({ done: 3000, wrong: 0, errors: 0 });
+  });
+});
