@@ -38,11 +38,9 @@ export class Listener {
     }
   }
 
-  /** Stops accepting; open connections are left to their sessions. */
+  /** Stops accepting; open connections are left to their sessions (close() waits for none). */
   async stop(): Promise<void> {
-    await Promise.all(
-      this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
-    );
+    for (const s of this.servers) s.close();
     this.servers.length = 0;
   }
 
