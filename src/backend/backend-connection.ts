@@ -87,6 +87,12 @@ export class BackendConnection implements FrameSink {
   /** Session state that ties this server to its client (pins), by reason. */
   readonly pins = new Set<string>();
   listener: BackendListener | null = null;
+  /**
+   * Extended-protocol messages were sent after the last Sync: the server may hold an implicit
+   * transaction (locks, uncommitted writes) that only a Sync would end. Such a server is never
+   * reused by another client: a Sync would commit work nobody acknowledged.
+   */
+  unsynced = false;
   /** Bytes written since the lease began (for "was anything sent" decisions). */
   bytesSent = 0;
   /** Called once when the connection is gone, whatever the cause. */

@@ -135,6 +135,10 @@ export class Pool {
   release(conn: BackendConnection): void {
     this.active.delete(conn);
     conn.listener = null;
+    if (conn.unsynced) {
+      this.releaseDirty(conn);
+      return;
+    }
     if (conn.bad || conn.isClosed) {
       conn.destroy(conn.closeReason ?? DisconnectReason.Network);
       this.dispatch();
@@ -154,6 +158,10 @@ export class Pool {
   releaseAfterSession(conn: BackendConnection): void {
     this.active.delete(conn);
     conn.listener = null;
+    if (conn.unsynced) {
+      this.releaseDirty(conn);
+      return;
+    }
     if (conn.bad || conn.isClosed) {
       conn.destroy(conn.closeReason ?? DisconnectReason.Network);
       this.dispatch();
@@ -173,7 +181,7 @@ export class Pool {
   releaseDirty(conn: BackendConnection): void {
     this.active.delete(conn);
     conn.listener = null;
-    if (conn.bad || conn.isClosed || !conn.expected.empty) {
+    if (conn.bad || conn.isClosed || !conn.expected.empty || conn.unsynced) {
       if (!conn.isClosed && !conn.expected.empty) conn.cancel();
       conn.destroy(DisconnectReason.ClientGone);
       this.dispatch();

@@ -791,10 +791,18 @@ export class ClientSession implements FrameSink, BackendListener {
     const conn = this.lease as BackendConnection;
     const ex = conn.expected;
     const named = this.route?.mode === "transaction" && this.ctx.maxPreparedStatements > 0;
+    if (
+      code === FrontendCode.Parse ||
+      code === FrontendCode.Bind ||
+      code === FrontendCode.Execute
+    ) {
+      conn.unsynced = true;
+    } else if (code === FrontendCode.Describe || code === FrontendCode.Close) conn.unsynced = true;
     let replacement: Buffer | null | undefined; // undefined: send as is; null: send nothing
     switch (code) {
       case FrontendCode.Query:
         ex.push(code, Action.Forward);
+        conn.unsynced = false;
         this.trackSessionState(conn, buf, start + HEADER, end - 1);
         break;
       case FrontendCode.Parse: {
@@ -843,9 +851,12 @@ export class ClientSession implements FrameSink, BackendListener {
         } else ex.push(code, Action.Forward);
         break;
       case FrontendCode.Execute:
+        ex.push(code, Action.Forward);
+        break;
       case FrontendCode.Sync:
       case FrontendCode.FunctionCall:
         ex.push(code, Action.Forward);
+        conn.unsynced = false;
         break;
       default:
         // Flush, CopyData, CopyDone, CopyFail: no reply of their own.
