@@ -589,9 +589,11 @@ export class BackendConnection implements FrameSink {
       const detail = err
         ? `${err.code ?? ""} ${err.message}`.trim()
         : "server closed the connection";
+      // A certificate that fails verification will fail again: report it at once, no backoff.
+      const tlsVerify = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err?.code ?? "");
+      const code = tlsVerify ? "tls_verify" : "connect_failed";
       this.fail(
-        this.fatal ??
-          new ProxyError("connect_failed", "08006", `could not connect to server: ${detail}`),
+        this.fatal ?? new ProxyError(code, "08006", `could not connect to server: ${detail}`),
         reason,
       );
       return;

@@ -422,7 +422,9 @@ export class Pool {
   private onConnectFailed(err: Error): void {
     this.events.connectFailed(this, err);
     if (this.closed) return;
-    const permanent = err instanceof ServerError && SQLSTATE_PERMANENT.has(err.sqlstate);
+    const permanent =
+      (err instanceof ServerError && SQLSTATE_PERMANENT.has(err.sqlstate)) ||
+      (err instanceof ProxyError && err.code === "tls_verify");
     this.log.warn(
       { pool: this.key, err: err.message, sqlstate: (err as ServerError).sqlstate },
       "server connection failed",
@@ -430,7 +432,7 @@ export class Pool {
     if (permanent) {
       // Wrong password, missing database: every waiter gets the server's FATAL, as Postgres sends it.
       this.upstream.failed(err);
-      this.failWaiters(err as ServerError);
+      this.failWaiters(err as ServerError | ProxyError);
       return;
     }
     this.upstream.failed(err);
