@@ -188,8 +188,13 @@ export class Sidecar {
       idleTimeoutMs: c.server_idle_timeout,
       resetQuery: c.server_reset_query,
       resetTimeoutMs: c.server_reset_timeout,
-      keepaliveIdleMs: c.server_keepalive_idle,
+      keepalive: {
+        idleMs: c.server_keepalive_idle,
+        intervalMs: c.server_keepalive_interval,
+        count: c.server_keepalive_count,
+      },
       maxPreparedStatements: c.max_prepared_statements,
+      responseTimeoutMs: c.response_timeout,
     };
   }
 

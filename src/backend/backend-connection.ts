@@ -19,12 +19,15 @@ import { AuthCode, BackendCode, FrontendCode, TxStatus } from "../protocol/codes
 import { FrameScanner, type FrameSink, streamedCodes } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
 import { Action, ExpectedResponses } from "./expected-responses.js";
+import { enableKeepalive, type KeepaliveSettings } from "./keepalive.js";
 import { type KnownStatements, PreparedStatementCache } from "./prepared-statements.js";
 
 /** Whoever holds a backend (a client session, or the pool's own check/reset) hears its replies. */
 export interface BackendListener {
   /** Server bytes to pass on to the client, as a range of a received chunk. */
   forward(buf: Buffer, start: number, end: number): void;
+  /** Server bytes that are not part of any reply (notices, notifications, parameter changes). */
+  forwardAsync(buf: Buffer, start: number, end: number): void;
   /** A reply we answer ourselves (ParseComplete, CloseComplete), in stream order. */
   insert(bytes: Buffer): void;
   /** The end of one received chunk: flush what was forwarded. */
@@ -53,7 +56,7 @@ export interface BackendOptions {
   password: string | null;
   database: string;
   connectTimeoutMs: number;
-  keepaliveIdleMs: number;
+  keepalive: KeepaliveSettings;
   maxPreparedStatements: number;
   /** The pool's record of statements any of its servers accepted. */
   knownStatements?: KnownStatements;
@@ -79,8 +82,12 @@ export class BackendConnection implements FrameSink {
   readonly expected = new ExpectedResponses();
   readonly prepared: PreparedStatementCache;
   readonly createdAt = Date.now();
-  /** When the connection last went idle (or was created); drives server_check_delay. */
+  /** When the connection last went idle in the pool; drives server_idle_timeout. */
   idleSince = Date.now();
+  /** When bytes last arrived from the server: proof of life (server_check_delay, response_timeout). */
+  lastReceivedAt = Date.now();
+  /** When bytes were last written to the server. */
+  lastSentAt = 0;
   /** Set once the connection must not be reused; the reason is recorded when it closes. */
   bad = false;
   closeReason: DisconnectReason | null = null;
@@ -142,9 +149,9 @@ export class BackendConnection implements FrameSink {
       const sock =
         "path" in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port });
       sock.setNoDelay(true);
-      sock.setKeepAlive(true, this.options.keepaliveIdleMs);
       this.attach(sock);
       sock.once("connect", () => {
+        if (!("path" in a)) enableKeepalive(sock, this.options.keepalive);
         const sslmode = this.options.target.sslmode;
         if (sslmode === "disable" || "path" in a) this.sendStartup();
         else sock.write(msg.sslRequestPacket);
@@ -164,6 +171,7 @@ export class BackendConnection implements FrameSink {
   }
 
   private onData(chunk: Buffer): void {
+    this.lastReceivedAt = Date.now();
     if (this.awaitingSslAnswer) {
       this.awaitingSslAnswer = false;
       this.onSslAnswer(chunk);
@@ -243,13 +251,18 @@ export class BackendConnection implements FrameSink {
 
     switch (code) {
       case BackendCode.NoticeResponse:
+        // "terminating connection because of crash of another server process" (57P02) precedes
+        // the close: the client will hear of the loss through us, not through a stray warning.
+        if (errorCodeIs(buf, start, end, "57P02")) return;
+        l.forwardAsync(buf, start, end);
+        return;
       case BackendCode.NotificationResponse:
-        l.forward(buf, start, end);
+        l.forwardAsync(buf, start, end);
         return;
       case BackendCode.ParameterStatus: {
         const ignored = !this.expected.empty && this.expected.headAction === Action.Ignore;
         this.recordParameter(buf, start, end, l, ignored);
-        if (!ignored) l.forward(buf, start, end);
+        if (!ignored) l.forwardAsync(buf, start, end);
         return;
       }
       case BackendCode.ErrorResponse:
@@ -313,6 +326,7 @@ export class BackendConnection implements FrameSink {
     const s = this.socket;
     if (s === null || this.closed) return true;
     this.bytesSent += bytes.length;
+    this.lastSentAt = Date.now();
     return s.write(bytes);
   }
 
@@ -621,6 +635,18 @@ export class BackendConnection implements FrameSink {
   get lastError(): ServerError | null {
     return this.fatal;
   }
+}
+
+/** Whether an ErrorResponse/NoticeResponse carries SQLSTATE `code` (field C), without decoding it. */
+function errorCodeIs(buf: Buffer, start: number, end: number, code: string): boolean {
+  let pos = start + 5;
+  while (pos < end && buf[pos] !== 0) {
+    const valueEnd = buf.indexOf(0, pos + 1);
+    if (valueEnd < 0 || valueEnd >= end) return false;
+    if (buf[pos] === 0x43) return buf.toString("latin1", pos + 1, valueEnd) === code;
+    pos = valueEnd + 1;
+  }
+  return false;
 }
 
 /** Whether a server message of type `reply` completes the request of type `request`. */

@@ -13,6 +13,7 @@ import {
   BackendState,
 } from "./backend-connection.js";
 import { Action } from "./expected-responses.js";
+import type { KeepaliveSettings } from "./keepalive.js";
 import { KnownStatements } from "./prepared-statements.js";
 import type { Upstream } from "./upstream.js";
 
@@ -28,8 +29,10 @@ export interface PoolSettings {
   idleTimeoutMs: number;
   resetQuery: string;
   resetTimeoutMs: number;
-  keepaliveIdleMs: number;
+  keepalive: KeepaliveSettings;
   maxPreparedStatements: number;
+  /** Close a server that owes replies but sent nothing for this long (0 = off). */
+  responseTimeoutMs: number;
 }
 
 export type CheckoutCallback = (
@@ -233,9 +236,53 @@ export class Pool {
       if (reason) {
         this.idle.splice(i, 1);
         conn.destroy(reason);
+      } else if (now - conn.lastReceivedAt > s.checkDelayMs) {
+        // Idle and silent for a while: prove it alive now, so a dead or black-holed server is
+        // replaced before a client needs it.
+        this.idle.splice(i, 1);
+        this.runInternal(
+          conn,
+          this.checkQuery(),
+          s.checkTimeoutMs,
+          DisconnectReason.CheckFailed,
+          (ok) => {
+            if (ok) this.backToIdle(conn);
+            else this.dispatch();
+          },
+        );
+      }
+    }
+    if (s.responseTimeoutMs > 0) {
+      for (const conn of this.active) {
+        const quiet = now - Math.max(conn.lastReceivedAt, conn.lastSentAt);
+        if (!conn.expected.empty && quiet > s.responseTimeoutMs) {
+          this.log.warn(
+            { pool: this.key, server: conn.id, quiet_ms: quiet },
+            "server stopped answering",
+          );
+          conn.destroy(DisconnectReason.ResponseTimeout);
+        }
       }
     }
     this.dispatch();
+  }
+
+  /** Returns a checked server to the idle list, keeping its idle time (server_idle_timeout). */
+  private backToIdle(conn: BackendConnection): void {
+    if (conn.isClosed) return this.dispatch();
+    conn.state = BackendState.Idle;
+    if (!this.paused && this.nextWaiter() !== null) {
+      this.handOut(conn);
+      return;
+    }
+    this.idle.push(conn);
+    // Keep LIFO order meaningful: most recently used at the end.
+    this.idle.sort((a, b) => a.idleSince - b.idleSince);
+  }
+
+  private checkQuery(): Buffer {
+    const q = this.settings.checkQuery;
+    return q ? msg.query(q) : msg.emptyQuery;
   }
 
   /** Closes everything (shutdown). Waiters get an error. */
@@ -295,7 +342,7 @@ export class Pool {
           continue;
         }
         const s = this.settings;
-        if (Date.now() - conn.idleSince > s.checkDelayMs) {
+        if (Date.now() - conn.lastReceivedAt > s.checkDelayMs) {
           this.check(conn);
           continue;
         }
@@ -369,7 +416,7 @@ export class Pool {
       password: this.password,
       database: this.upstream.target.database,
       connectTimeoutMs: this.settings.connectTimeoutMs,
-      keepaliveIdleMs: this.settings.keepaliveIdleMs,
+      keepalive: this.settings.keepalive,
       maxPreparedStatements: this.settings.maxPreparedStatements,
       knownStatements: this.knownStatements,
     };
@@ -463,11 +510,16 @@ export class Pool {
   /** Runs the check query on a server idle past server_check_delay, then hands it out. */
   private check(conn: BackendConnection): void {
     const s = this.settings;
-    const query = s.checkQuery ? msg.query(s.checkQuery) : msg.emptyQuery;
-    this.runInternal(conn, query, s.checkTimeoutMs, DisconnectReason.CheckFailed, (ok) => {
-      if (ok) this.handOut(conn);
-      else this.dispatch();
-    });
+    this.runInternal(
+      conn,
+      this.checkQuery(),
+      s.checkTimeoutMs,
+      DisconnectReason.CheckFailed,
+      (ok) => {
+        if (ok) this.handOut(conn);
+        else this.dispatch();
+      },
+    );
   }
 
   private cleanAndRelease(conn: BackendConnection, sql: string): void {
@@ -512,6 +564,7 @@ export class Pool {
     const timer = setTimeout(() => finish(false), timeoutMs);
     const listener: BackendListener = {
       forward() {},
+      forwardAsync() {},
       insert() {},
       chunkEnd() {},
       ready: (status) => finish(status === TxStatus.Idle),

@@ -629,63 +629,65 @@ export class ClientSession implements FrameSink, BackendListener {
     return null;
   }
 
-  /** After the server was lost mid-transaction, behave as Postgres does in an aborted transaction. */
+  /**
+   * After the server was lost mid-transaction, behave as Postgres does in an aborted transaction:
+   * ROLLBACK is answered, anything else gets 25P02. The first statement after a loss the client
+   * has not been told about gets 08006 instead, and so does a COMMIT: a client must never believe
+   * a lost transaction committed.
+   */
   private answerAbortedTransaction(code: number, buf: Buffer, start: number, end: number): void {
-    if (code === FrontendCode.Query) {
-      const sql = buf
-        .toString("utf8", start + HEADER, Math.min(end - 1, start + HEADER + 64))
-        .trim()
-        .toLowerCase();
-      const word = /^[a-z]+/.exec(sql)?.[0] ?? "";
-      if (word === "rollback" || word === "abort" || word === "commit" || word === "end") {
-        this.lostTransaction = false;
-        this.txStatus = TxStatus.Idle;
-        this.writeClient(Buffer.concat([msg.commandComplete("ROLLBACK"), msg.readyForQueryIdle]));
-        return;
-      }
-      this.reportError(abortedTransactionError());
-      this.writeClient(msg.readyForQueryFailed);
-      return;
-    }
     if (code === FrontendCode.Sync) {
-      this.writeClient(msg.readyForQueryFailed);
+      this.writeClient(msg.readyForQuery(this.txStatus));
       return;
     }
     if (code === FrontendCode.Flush) return;
-    if (
-      code === FrontendCode.Parse ||
-      code === FrontendCode.Bind ||
-      code === FrontendCode.Execute
+    const extended = code !== FrontendCode.Query;
+    let word = "";
+    if (code === FrontendCode.Query) word = firstWord(buf, start + HEADER, end - 1);
+    else if (code === FrontendCode.Parse)
+      word = firstWord(buf, buf.indexOf(0, start + HEADER) + 1, end);
+    else if (
+      this.pendingAbortEnd !== null &&
+      (code === FrontendCode.Bind ||
+        code === FrontendCode.Execute ||
+        code === FrontendCode.Describe)
     ) {
-      // An extended-protocol ROLLBACK/COMMIT: Parse carries the text; answer each step.
+      // Bind / Describe / Execute of the ROLLBACK or COMMIT whose Parse we answered.
+      if (code === FrontendCode.Bind) this.writeClient(msg.bindComplete);
+      else if (code === FrontendCode.Describe) this.writeClient(msg.noData);
+      else this.endAbortedTransaction(this.pendingAbortEnd, true);
+      return;
+    }
+    if (word === "rollback" || word === "abort" || word === "commit" || word === "end") {
+      const tag = word === "rollback" || word === "abort" ? "ROLLBACK" : "COMMIT";
       if (code === FrontendCode.Parse) {
-        const nameEnd = buf.indexOf(0, start + HEADER);
-        const sql = buf
-          .toString("utf8", nameEnd + 1, Math.min(end, nameEnd + 65))
-          .trim()
-          .toLowerCase();
-        const word = /^[a-z]+/.exec(sql)?.[0] ?? "";
-        if (word === "rollback" || word === "commit" || word === "abort" || word === "end") {
-          this.pendingAbortEnd = true;
-          this.writeClient(msg.parseComplete);
-          return;
-        }
-      } else if (this.pendingAbortEnd) {
-        if (code === FrontendCode.Bind) this.writeClient(msg.bindComplete);
-        else {
-          this.writeClient(msg.commandComplete("ROLLBACK"));
-          this.lostTransaction = false;
-          this.pendingAbortEnd = false;
-          this.txStatus = TxStatus.Idle;
-          this.skipToSync = true;
-        }
+        this.pendingAbortEnd = tag;
+        this.writeClient(msg.parseComplete);
         return;
       }
+      this.endAbortedTransaction(tag, false);
+      return;
     }
-    this.reportError(abortedTransactionError());
-    this.skipToSync = true;
+    this.reportError(this.lostUnreported ? lostConnectionError(true) : abortedTransactionError());
+    this.lostUnreported = false;
+    if (extended) this.skipToSync = true;
+    else this.writeClient(msg.readyForQueryFailed);
   }
-  private pendingAbortEnd = false;
+
+  /** Ends the aborted transaction: ROLLBACK as asked, or COMMIT refused if the loss is news. */
+  private endAbortedTransaction(tag: "ROLLBACK" | "COMMIT", extended: boolean): void {
+    if (tag === "COMMIT" && this.lostUnreported) this.reportError(lostConnectionError(true));
+    else this.writeClient(msg.commandComplete("ROLLBACK"));
+    this.lostTransaction = false;
+    this.lostUnreported = false;
+    this.pendingAbortEnd = null;
+    this.txStatus = TxStatus.Idle;
+    if (extended) return; // its Sync is answered with ReadyForQuery('I') below
+    this.writeClient(msg.readyForQueryIdle);
+  }
+  private pendingAbortEnd: "ROLLBACK" | "COMMIT" | null = null;
+  /** The loss of the transaction has not been reported to the client yet. */
+  private lostUnreported = false;
 
   // --- sending to the server -------------------------------------------------------------------
 
@@ -1042,6 +1044,13 @@ export class ClientSession implements FrameSink, BackendListener {
     this.outEnd = end;
   }
 
+  forwardAsync(buf: Buffer, start: number, end: number): void {
+    // Not part of the unit's response: it does not prevent a replay.
+    const forwarded = this.unitForwarded;
+    this.forward(buf, start, end);
+    this.unitForwarded = forwarded;
+  }
+
   insert(bytes: Buffer): void {
     this.unitForwarded = true;
     this.flushOut();
@@ -1116,6 +1125,7 @@ export class ClientSession implements FrameSink, BackendListener {
       conn.expected.clear();
       if (inTransaction) {
         this.lostTransaction = true;
+        this.lostUnreported = true;
         this.txStatus = TxStatus.Failed;
       }
       this.state = SessionState.Idle;
@@ -1336,6 +1346,15 @@ function countSyncs(unit: Buffer[]): number {
   };
   for (const range of unit) count(range, 0, range.length);
   return n;
+}
+
+/** The first word of SQL text, lower-cased (for ROLLBACK/COMMIT recognition). */
+function firstWord(buf: Buffer, start: number, end: number): string {
+  const text = buf
+    .toString("utf8", start, Math.min(end, start + 64))
+    .trimStart()
+    .toLowerCase();
+  return /^[a-z]+/.exec(text)?.[0] ?? "";
 }
 
 function abortedTransactionError(): ProxyError {
