@@ -23,7 +23,7 @@ import {
 import { Listener } from "./frontend/listener.js";
 import { RetryPolicy } from "./frontend/retry-policy.js";
 import type { Logger } from "./log.js";
-import { Metrics, type PoolSnapshot } from "./metrics.js";
+import { bump, Metrics, type PoolSnapshot } from "./metrics.js";
 
 export class Sidecar {
   config: Config;
@@ -254,42 +254,41 @@ export class Sidecar {
     return true;
   }
 
-  /** Live state per pool, for metrics, /status and SHOW POOLS. */
+  /** Live state per pool, for metrics, /status and SHOW POOLS. One pass over sessions and servers. */
   snapshot(): PoolSnapshot[] {
-    const out: PoolSnapshot[] = [];
+    const byPool = new Map<Pool, PoolSnapshot>();
     for (const pool of this.pools.values()) {
-      let clientsActive = 0;
-      let clientsWaiting = 0;
-      let clientsIdle = 0;
-      for (const s of this.sessions) {
-        if (s.route?.pool !== pool) continue;
-        if (s.state === SessionState.Active) clientsActive++;
-        else if (s.state === SessionState.Waiting || s.state === SessionState.LoggingIn)
-          clientsWaiting++;
-        else if (s.state === SessionState.Idle) clientsIdle++;
-      }
-      const pinned: Record<string, number> = {};
       let prepared = 0;
-      for (const conn of [...pool.active, ...pool.idle]) {
-        for (const reason of conn.pins) pinned[reason] = (pinned[reason] ?? 0) + 1;
-        prepared += conn.prepared.size;
-      }
-      out.push({
+      for (const conn of pool.active) prepared += conn.prepared.size;
+      for (const conn of pool.idle) prepared += conn.prepared.size;
+      byPool.set(pool, {
         database: pool.database,
         user: pool.user,
         active: pool.active.size,
         idle: pool.idle.length,
         connecting: pool.connecting.size,
         checking: pool.maintaining.size,
-        clientsActive,
-        clientsWaiting,
-        clientsIdle,
+        clientsActive: 0,
+        clientsWaiting: 0,
+        clientsIdle: 0,
         paused: pool.paused,
-        pinned,
+        pinned: {},
         preparedStatements: prepared,
+        poolSize: pool.settings.poolSize,
+        maxWaitSeconds: pool.maxWaitMs / 1000,
+        upstreamUp: pool.upstream.state === "up",
       });
     }
-    return out;
+    for (const s of this.sessions) {
+      const p = s.route ? byPool.get(s.route.pool) : undefined;
+      if (p === undefined) continue;
+      if (s.state === SessionState.Active) p.clientsActive++;
+      else if (s.state === SessionState.Waiting || s.state === SessionState.LoggingIn)
+        p.clientsWaiting++;
+      else if (s.state === SessionState.Idle) p.clientsIdle++;
+      for (const reason of s.pins) p.pinned[reason] = (p.pinned[reason] ?? 0) + 1;
+    }
+    return [...byPool.values()];
   }
 
   status(): unknown {
@@ -303,32 +302,52 @@ export class Sidecar {
     };
   }
 
+  // Metrics: each event bumps plain numbers in its pool's PoolStats (one WeakMap lookup, no labels).
   private readonly poolEvents: PoolEvents = {
-    serverOpened: (pool) =>
-      this.metrics.serversOpened.inc({ database: pool.database, user: pool.user }),
-    serverClosed: (pool, _conn, reason) =>
-      this.metrics.serversClosed.inc({ database: pool.database, user: pool.user, reason }),
+    serverOpened: (pool) => {
+      this.metrics.pool(pool).serversOpened++;
+    },
+    serverClosed: (pool, _conn, reason) => bump(this.metrics.pool(pool).serversClosed, reason),
     connectFailed: (pool, err) =>
-      this.metrics.connectFailures.inc({
-        database: pool.database,
-        user: pool.user,
-        sqlstate: (err as ServerError).sqlstate ?? "network",
-      }),
-    checkoutWaited: (pool, seconds) =>
-      this.metrics.checkoutWait.observe({ database: pool.database, user: pool.user }, seconds),
+      bump(this.metrics.pool(pool).connectFailures, (err as ServerError).sqlstate ?? "network"),
+    checkoutWaited: (pool, seconds) => this.metrics.pool(pool).checkoutWait.observe(seconds),
   };
 
+  /** When the open transaction of a session began (performance.now()), for multi-unit transactions. */
+  private readonly txStarted = new WeakMap<ClientSession, number>();
+
   private readonly sessionEvents: SessionEvents = {
-    clientError: (_s, sqlstate) => this.metrics.clientErrors.inc({ sqlstate }),
-    replay: (s, outcome) =>
-      this.metrics.replays.inc({ database: s.database, user: s.user, outcome }),
-    pinned: (_s, reason) => this.metrics.pins.inc({ reason }),
-    statement: (_s, result) => this.metrics.preparedStatements.inc({ result }),
+    clientError: (s, sqlstate) => {
+      // What the proxy reports ends the unit; any transaction it was in is gone.
+      this.txStarted.delete(s);
+      bump(
+        s.route ? this.metrics.pool(s.route.pool).clientErrors : this.metrics.unroutedErrors,
+        sqlstate,
+      );
+    },
+    replay: (s, outcome) => {
+      if (s.route) this.metrics.pool(s.route.pool).replays[outcome]++;
+    },
+    pinned: (s, reason) => {
+      if (s.route) bump(this.metrics.pool(s.route.pool).pins, reason);
+    },
+    statement: (s, result) => {
+      if (s.route) this.metrics.pool(s.route.pool).statements[result]++;
+    },
     unitDone: (s, seconds, transactionEnded) => {
-      const labels = { database: s.database, user: s.user };
-      this.metrics.queries.inc(labels);
-      this.metrics.unitSeconds.observe(labels, seconds);
-      if (transactionEnded) this.metrics.transactions.inc(labels);
+      if (!s.route) return;
+      const stats = this.metrics.pool(s.route.pool);
+      stats.queries++;
+      stats.querySeconds.observe(seconds);
+      if (transactionEnded) {
+        stats.transactions++;
+        const began = this.txStarted.get(s);
+        if (began === undefined) stats.transactionSeconds.observe(seconds);
+        else {
+          this.txStarted.delete(s);
+          stats.transactionSeconds.observe((performance.now() - began) / 1000);
+        }
+      } else if (!this.txStarted.has(s)) this.txStarted.set(s, performance.now() - seconds * 1000);
     },
     bytes: (direction, n) => this.metrics.countBytes(direction, n),
   };

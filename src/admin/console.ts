@@ -2,9 +2,9 @@
 // CONFIG | VERSION and PAUSE, RESUME, RELOAD, RECONNECT over the simple query protocol, as
 // PgBouncer's console does. Rows are text; passwords never appear.
 
-import { readFileSync } from "node:fs";
 import { describeConfig } from "../config/load.js";
 import type { ClientSession } from "../frontend/client-session.js";
+import { packageVersion } from "../metrics.js";
 import { BackendCode } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
 import { BufferWriter } from "../protocol/writer.js";
@@ -17,7 +17,7 @@ const TEXT_OID = 25;
 const INT8_OID = 20;
 
 export class AdminConsole {
-  readonly version = `pgsidecar ${packageVersion()}`;
+  readonly version = `pgsidecar ${packageVersion}`;
   /** Re-reads the configuration (set by the CLI); RELOAD fails without it. */
   reloader: (() => void) | null = null;
 
@@ -112,10 +112,11 @@ export class AdminConsole {
       sv_idle: p.idle,
       sv_connecting: p.connecting,
       sv_checking: p.checking,
-      maxwait_ms: this.proxy.pools.get(`${p.database}/${p.user}`)?.maxWaitMs ?? 0,
+      maxwait_ms: Math.round(p.maxWaitSeconds * 1000),
       pool_mode: this.proxy.config.databases[p.database]?.pool_mode ?? "",
-      pool_size: this.proxy.pools.get(`${p.database}/${p.user}`)?.settings.poolSize ?? 0,
+      pool_size: p.poolSize,
       paused: p.paused,
+      upstream_up: p.upstreamUp,
     }));
   }
 
@@ -164,36 +165,48 @@ export class AdminConsole {
     return rows;
   }
 
-  private statsRows(): Row[] {
-    const m = this.proxy.metrics;
+  /** Totals since start per pool, from the same numbers /metrics exports. Times in microseconds. */
+  statsRows(): Row[] {
+    const us = (seconds: number) => Math.round(seconds * 1e6);
     const rows: Row[] = [];
-    const queries = counterValues(m.queries);
-    const transactions = counterValues(m.transactions);
-    for (const pool of this.proxy.pools.values()) {
-      const key = `${pool.database}\u0000${pool.user}`;
+    for (const s of this.proxy.metrics.pools.values()) {
+      let closed = 0;
+      for (const n of s.serversClosed.values()) closed += n;
+      let failures = 0;
+      for (const n of s.connectFailures.values()) failures += n;
+      let errors = 0;
+      for (const n of s.clientErrors.values()) errors += n;
+      let pins = 0;
+      for (const n of s.pins.values()) pins += n;
+      const q = s.querySeconds;
+      const x = s.transactionSeconds;
+      const w = s.checkoutWait;
       rows.push({
-        database: pool.database,
-        user: pool.user,
-        total_query_count: queries.get(key) ?? 0,
-        total_xact_count: transactions.get(key) ?? 0,
-        sv_opened: counterValues(m.serversOpened).get(key) ?? 0,
+        database: s.database,
+        user: s.user,
+        total_xact_count: s.transactions,
+        total_query_count: s.queries,
+        total_xact_time: us(x.sum),
+        total_query_time: us(q.sum),
+        total_wait_time: us(w.sum),
+        avg_xact_time: x.count ? us(x.sum / x.count) : 0,
+        avg_query_time: q.count ? us(q.sum / q.count) : 0,
+        avg_wait_time: w.count ? us(w.sum / w.count) : 0,
+        sv_opened: s.serversOpened,
+        sv_closed: closed,
+        connect_failures: failures,
+        client_errors: errors,
+        replays_succeeded: s.replays.succeeded,
+        replays_gave_up: s.replays.gave_up,
+        replays_not_retryable: s.replays.not_retryable,
+        pins,
+        prepared_hits: s.statements.hit,
+        prepared_misses: s.statements.miss,
+        prepared_reprepares: s.statements.reprepare,
       });
     }
     return rows;
   }
-}
-
-/** Sums a labelled counter per (database, user) synchronously, from prom-client's internal hash. */
-function counterValues(counter: unknown): Map<string, number> {
-  const out = new Map<string, number>();
-  const hashMap =
-    (counter as { hashMap?: Record<string, { value: number; labels: Record<string, string> }> })
-      .hashMap ?? {};
-  for (const entry of Object.values(hashMap)) {
-    const key = `${entry.labels.database}\u0000${entry.labels.user}`;
-    out.set(key, (out.get(key) ?? 0) + entry.value);
-  }
-  return out;
 }
 
 function error(code: string, message: string, hint?: string): Buffer {
@@ -231,14 +244,4 @@ export function table(tag: string, rows: Row[]): Buffer[] {
   }
   out.push(msg.commandComplete(`${tag} ${rows.length}`));
   return out;
-}
-
-function packageVersion(): string {
-  try {
-    // dist/admin/console.js -> ../../package.json
-    const url = new URL("../../package.json", import.meta.url);
-    return JSON.parse(readFileSync(url, "utf8")).version;
-  } catch {
-    return "0.1.0";
-  }
 }
