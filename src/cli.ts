@@ -40,54 +40,94 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.log_level, config.log_format);
   const proxy = new Sidecar(config, log);
-  const reload = () => {
+  const reload = (origin: "SIGHUP" | "RELOAD") => {
+    let next: Config;
     try {
-      const next = load(cli);
-      log.level = next.log_level;
+      next = load(cli);
       proxy.reload(next);
     } catch (err) {
       log.error(
-        { err: (err as Error).message },
+        { err: (err as Error).message, origin },
         "reload failed; keeping the previous configuration",
       );
       throw err;
     }
+    log.level = next.log_level;
   };
-  proxy.console.reloader = reload;
+  proxy.console.reloader = () => reload("RELOAD");
+
+  // Node runs as PID 1 in the image: the kernel gives PID 1 no default action for a signal, so each
+  // one the sidecar obeys has a handler, installed before start() so that none is lost meanwhile.
+  let started = false;
+  let pending: NodeJS.Signals | null = null;
+  let stopping: "drain" | "stop" | null = null;
+  const exit = (code: number) => {
+    log.flush?.();
+    // Let pino's asynchronous destination write its last lines.
+    setTimeout(() => process.exit(code), 50);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!started) {
+      if (signal !== "SIGHUP") pending = signal;
+      return;
+    }
+    switch (signal) {
+      case "SIGHUP":
+        try {
+          reload("SIGHUP");
+        } catch {
+          // logged by reload()
+        }
+        return;
+      case "SIGTERM": {
+        if (stopping !== null) return;
+        stopping = "drain";
+        const c = proxy.config;
+        log.info(
+          { shutdown_timeout_ms: c.shutdown_timeout, min_sigterm_delay_ms: c.min_sigterm_delay },
+          "SIGTERM: draining",
+        );
+        // drain() ends by shutdown_timeout; this only guards against a stop that never finishes.
+        setTimeout(() => {
+          log.error({}, "drain did not finish after shutdown_timeout; exiting");
+          exit(1);
+        }, c.shutdown_timeout + 5000).unref();
+        proxy.drain().then(
+          (result) => {
+            log.info({ result }, "drained; exiting");
+            exit(0);
+          },
+          (err: Error) => {
+            log.error({ err: err.message }, "drain failed");
+            exit(1);
+          },
+        );
+        return;
+      }
+      case "SIGINT":
+        // Fast shutdown, also in the middle of a drain: close clients and servers now.
+        if (stopping === "stop") return;
+        stopping = "stop";
+        log.info({}, "SIGINT: stopping");
+        proxy.stop().then(
+          () => exit(0),
+          (err: Error) => {
+            log.error({ err: err.message }, "stop failed");
+            exit(1);
+          },
+        );
+        return;
+    }
+  };
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, onSignal);
+
   try {
     await proxy.start();
   } catch (err) {
     fail((err as Error).message);
   }
-
-  let stopping = false;
-  process.on("SIGHUP", () => {
-    try {
-      reload();
-    } catch {
-      // logged by reload()
-    }
-  });
-  process.on("SIGTERM", () => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ timeout_ms: proxy.config.shutdown_timeout }, "SIGTERM: draining");
-    proxy.drain().then(
-      (result) => {
-        log.info({ result }, "drained; exiting");
-        log.flush?.();
-        setTimeout(() => process.exit(0), 50);
-      },
-      () => process.exit(1),
-    );
-  });
-  process.on("SIGINT", () => {
-    log.info({}, "SIGINT: stopping");
-    proxy.stop().finally(() => {
-      log.flush?.();
-      setTimeout(() => process.exit(0), 50);
-    });
-  });
+  started = true;
+  if (pending !== null) onSignal(pending);
 }
 
 main().catch((err) => fail((err as Error).stack ?? String(err)));

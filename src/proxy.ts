@@ -125,36 +125,69 @@ export class Sidecar {
    * client at its next transaction boundary; resolve when none is left or at shutdown_timeout.
    */
   async drain(): Promise<"drained" | "timeout"> {
-    this.draining = true;
     const c = this.config;
     const deadline = Date.now() + c.shutdown_timeout;
-    if (c.min_sigterm_delay > 0) await sleep(c.min_sigterm_delay);
+    // /readyz fails from here on. While the listener stays open (min_sigterm_delay) new clients
+    // still log in and are served: in a classic sidecar the app gets SIGTERM at the same moment
+    // and may still connect while it shuts down.
+    this.draining = true;
+    const delay = Math.min(c.min_sigterm_delay, c.shutdown_timeout);
+    if (delay > 0) await sleep(delay);
     await this.listener?.stop();
-    while (Date.now() < deadline) {
+    // From now on each client is closed at its next transaction boundary: nothing in flight and
+    // ReadyForQuery 'I' (0x49) last sent; released (Idle) or holding a session/pinned server.
+    for (;;) {
       for (const s of [...this.sessions]) {
-        if (s.state === SessionState.Idle && s.txStatus === 0x49)
-          s.close(DisconnectReason.Shutdown);
+        const boundary =
+          s.txStatus === 0x49 &&
+          (s.state === SessionState.Idle ||
+            (s.state === SessionState.Active && s.lease !== null && s.lease.expected.empty));
+        if (boundary) s.close(DisconnectReason.Shutdown);
       }
-      if (this.sessions.size === 0) break;
-      await sleep(50);
+      const left = deadline - Date.now();
+      if (this.sessions.size === 0 || left <= 0) break;
+      await sleep(Math.min(50, left));
     }
     const result = this.sessions.size === 0 ? "drained" : "timeout";
+    if (result === "timeout")
+      this.log.warn({ clients: this.sessions.size }, "shutdown_timeout reached; closing clients");
     await this.stop();
     return result;
   }
 
   /** SIGHUP: apply a new config to running pools and sessions. Listen addresses need a restart. */
   reload(next: Config): void {
+    const prev = this.config;
+    // applyConfig may throw (an unreadable TLS file): then nothing of `next` is kept.
+    const users = this.users;
+    const tlsContext = this.tlsContext;
+    try {
+      this.applyConfig(next);
+    } catch (err) {
+      this.users = users;
+      this.tlsContext = tlsContext;
+      throw err;
+    }
     this.config = next;
-    this.applyConfig(next);
     for (const [key, pool] of this.pools) {
       const db = next.databases[pool.database];
-      if (!db) continue;
+      if (!db) continue; // a database no longer configured: its pool serves the clients it has
       pool.settings = this.poolSettings(db);
       this.retryPolicies.delete(key);
       pool.sweep();
     }
-    this.log.info({}, "configuration reloaded");
+    const restart: string[] = [];
+    for (const key of ["listen", "http_listen", "unix_socket_dir", "log_format"] as const) {
+      if (JSON.stringify(prev[key]) !== JSON.stringify(next[key])) restart.push(key);
+    }
+    for (const [name, upstream] of this.upstreams) {
+      const t = next.databases[name]?.target;
+      if (t && (t.host !== upstream.target.host || t.port !== upstream.target.port))
+        restart.push(`databases.${name}.upstream`);
+    }
+    if (restart.length > 0)
+      this.log.warn({ settings: restart }, "these changes take effect only after a restart");
+    this.log.info({ pools: this.pools.size, log_level: next.log_level }, "configuration reloaded");
   }
 
   private applyConfig(c: Config): void {
@@ -377,8 +410,9 @@ export class Sidecar {
       get tls() {
         return proxy.tlsContext;
       },
+      // Logins are refused once the listener has closed; during min_sigterm_delay they are not.
       get draining() {
-        return proxy.draining;
+        return proxy.draining && !proxy.listening;
       },
       findUser: (name: string) => proxy.users.get(name),
       route: (database: string, user: string) => proxy.route(database, user),
