@@ -337,8 +337,12 @@ export class Sidecar {
 
   // Metrics: each event bumps plain numbers in its pool's PoolStats (one WeakMap lookup, no labels).
   private readonly poolEvents: PoolEvents = {
-    serverOpened: (pool) => {
+    serverOpened: (pool, conn) => {
       this.metrics.pool(pool).serversOpened++;
+      this.log.info(
+        { pool: pool.key, server: conn.id, pid: conn.pid, address: conn.address },
+        "server connection opened",
+      );
     },
     serverClosed: (pool, _conn, reason) => bump(this.metrics.pool(pool).serversClosed, reason),
     connectFailed: (pool, err) =>
