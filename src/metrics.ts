@@ -116,6 +116,8 @@ class PoolHistogram extends client.Histogram<"database" | "user"> {
       help: helpText,
       labelNames: ["database", "user"],
       buckets: [...LATENCY_BUCKETS],
+      // Not prom-client's global registry: every Sidecar in a process has its own.
+      registers: [],
     });
     registry.registerMetric(this);
   }

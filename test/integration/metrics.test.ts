@@ -1,7 +1,7 @@
 // /metrics passes promtool's lint and counts what the proxy did; /healthz, /readyz and /status answer.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
+import { findFreePort, type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
 
@@ -155,6 +155,41 @@ describe("metrics endpoint", () => {
     expect(
       value(m, "pgsidecar_client_errors_total", { database: "", user: "", sqlstate: "28P01" }),
     ).toBeGreaterThanOrEqual(1);
+  });
+
+  it("/readyz with readyz_checks_upstream: 503 while the upstream refuses connections, 200 when it is up", async () => {
+    const closed = await findFreePort();
+    const down = await startProxy(
+      cluster,
+      { readyz_checks_upstream: true, min_pool_size: 1 },
+      `postgres://postgres:x@127.0.0.1:${closed}/postgres`,
+    );
+    const up = await startProxy(cluster, { readyz_checks_upstream: true, min_pool_size: 1 });
+    try {
+      const readyz = (p: TestProxy) =>
+        fetch(`http://127.0.0.1:${p.proxy.httpPort}/readyz`).then((r) => r.status);
+      let status = 0;
+      for (let i = 0; i < 50 && status !== 503; i++) {
+        status = await readyz(down);
+        if (status !== 503) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(503);
+      expect(await readyz(up)).toBe(200);
+      const m = parseExposition(
+        await (await fetch(`http://127.0.0.1:${down.proxy.httpPort}/metrics`)).text(),
+      );
+      expect(value(m, "pgsidecar_upstream_up", { database: "postgres", user: "postgres" })).toBe(0);
+      expect(
+        value(m, "pgsidecar_upstream_connect_failures_total", {
+          database: "postgres",
+          user: "postgres",
+          sqlstate: "08006",
+        }),
+      ).toBeGreaterThanOrEqual(1);
+    } finally {
+      await down.stop();
+      await up.stop();
+    }
   });
 
   it("answers /healthz, /readyz and /status; /readyz turns 503 while draining", async () => {
