@@ -659,22 +659,37 @@ function printRun(r: RunResult, sc: Sidecar | null): void {
     row("client pool warnings", fmt(f.pool_warnings));
     const seen = new Map<string, number>();
     for (const w of r.poolWarnings) {
-      const m = w.message.split("\n")[0].slice(0, 90);
+      // One line per kind: without object addresses and connection details.
+      const m = w.message
+        .split("\n")[0]
+        .replace(/ at 0x[0-9a-f]+/g, "")
+        .replace(/ \(host=[^)]*\)/g, "")
+        .slice(0, 90);
       seen.set(m, (seen.get(m) ?? 0) + 1);
     }
     for (const [m, n] of [...seen].sort((a, b) => b[1] - a[1]).slice(0, 4))
       row(`    ${fmt(n)} x`, m);
   }
   if (f.stuck?.length) {
-    const status = r.statusWhileStuck as { clients?: Array<Record<string, unknown>> } | null;
-    if (status?.clients)
-      process.stdout.write(
-        `  pgsidecar's clients meanwhile (/status):\n${indent(status.clients.map((c) => `client ${c.id}: state ${c.state}, tx ${c.tx_status}, server ${c.server_id}${c.pins ? `, pins ${c.pins}` : ""}`).join("\n"))}\n`,
-      );
     row(
       `calls unfinished ${GRACE_S} s after the end`,
       `${f.stuck.length}: ${f.stuck.map((x) => `${x.op} (attempt ${x.attempt}, ${x.phase}, ${x.seconds} s)`).join(", ")}`,
     );
+    const status = r.statusWhileStuck as {
+      clients?: Array<Record<string, unknown>>;
+      servers?: Array<Record<string, unknown>>;
+    } | null;
+    if (status?.clients) {
+      const count = (rows: Array<Record<string, unknown>>) => {
+        const by: Record<string, number> = {};
+        for (const c of rows) by[String(c.state)] = (by[String(c.state)] ?? 0) + 1;
+        return list(by) || "none";
+      };
+      row(
+        "  pgsidecar's /status meanwhile",
+        `clients: ${count(status.clients)}; servers: ${count(status.servers ?? [])}`,
+      );
+    }
   }
   if (r.sidecar && sc) {
     const n = r.sidecar;
@@ -894,31 +909,47 @@ function verdict(results: Array<{ r: RunResult; sc: Sidecar | null }>, opts: Opt
   const direct = results[1]?.r.final;
   process.stdout.write("\n");
   if (!through) return;
+  const say = (text: string) => process.stdout.write(`  ${text}\n`);
+  const hung = through.stuck?.length ?? 0;
   if (through.errors === 0) {
-    process.stdout.write(
-      "  Through pgsidecar the application saw no error at all: every fault was absorbed.\n",
-    );
+    say("Through pgsidecar the application saw no error at all.");
   } else if (through.broken === 0) {
-    process.stdout.write(
-      `  Through pgsidecar the application saw ${through.errors} error(s), none of which closed its connection` +
+    say(
+      `Through pgsidecar the application saw ${through.errors} error(s), none of which closed its connection` +
         (through.failed === 0
-          ? `, and its ${MAX_RETRIES} retries absorbed them all (no run lost).\n`
-          : `; ${through.failed} call(s) still failed after ${MAX_RETRIES} retries.\n`),
+          ? `; its ${MAX_RETRIES} retries absorbed them all (no run lost).`
+          : `; ${through.failed} call(s) still failed after ${MAX_RETRIES} retries.`),
     );
-    if (opts.retry !== "all")
-      process.stdout.write(
-        "  Those are writes whose backend died mid-flight, which retry=safe does not replay. The checkpointer's\n  upserts are idempotent, so `--retry all` may replay them too (see README, Retry policy).\n",
+    const onlyLost = Object.keys(through.by_kind).every((k) => k.startsWith("08006 "));
+    if (onlyLost && opts.retry !== "all")
+      say(
+        'They are 08006 "server connection was lost": units that were not read-only whose backend died after\n' +
+          "  they were sent, which retry=safe does not replay. The checkpointer's upserts are idempotent, so\n" +
+          "  `--retry all` replays them as well (README, Retry policy).",
       );
   } else {
-    process.stdout.write(
-      `  Through pgsidecar the application saw ${through.errors} error(s), ${through.broken} of which broke its connection.\n  That is not what pgsidecar promises (DESIGN.md section 1): see the error kinds above and pgsidecar's log.\n`,
+    say(
+      `Through pgsidecar the application saw ${through.errors} error(s), ${through.broken} of which broke its connection.`,
+    );
+    say(
+      "That is not what pgsidecar promises (DESIGN.md section 1): see the error kinds above and pgsidecar's log.",
     );
   }
-  if (direct) {
-    process.stdout.write(
-      `  Straight to Postgres: ${direct.errors} error(s), ${direct.broken} broken connection(s), ${direct.failed} lost run(s)` +
-        `${direct.pool_warnings ? `, ${direct.pool_warnings} pool warning(s)` : ""} — the failure of the report.\n`,
+  if (hung > 0)
+    say(
+      `${hung} call(s) never got an answer (still waiting ${GRACE_S} s after the end): pgsidecar left those clients hanging.\n` +
+        "  That is a pgsidecar bug; the summary above shows what its /status said about them.",
     );
+  if (direct) {
+    say(
+      `Straight to Postgres: ${direct.errors} error(s), ${direct.broken} of them with a broken connection, ${direct.failed} run(s) lost` +
+        `${direct.pool_warnings ? `, ${direct.pool_warnings} pool warning(s)` : ""}.`,
+    );
+    if (direct.broken > 0)
+      say(
+        'Those are the errors of the report: "server closed the connection unexpectedly" on pooled connections\n' +
+          "  whose backend had gone away.",
+      );
   }
 }
 
