@@ -68,7 +68,8 @@ function prettyStream(out: NodeJS.WritableStream): Writable {
       for (const line of chunk.toString().split("\n")) {
         if (!line) continue;
         try {
-          const { time, level, msg, pid: _pid, hostname: _host, ...rest } = JSON.parse(line);
+          // No pid/hostname from pino (base is undefined): a `pid` here is a server's.
+          const { time, level, msg, ...rest } = JSON.parse(line);
           const extras = Object.entries(rest)
             .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
             .join(" ");
