@@ -579,6 +579,7 @@ async function runWorkload(
     }
     const p = latest.progress;
     const ops = p?.ops ?? 0;
+    const opsBefore = lastOps;
     let line = `${pad(k, 4)}s  calls ${pad(fmt(ops), 7)} (+${pad(fmt(ops - lastOps), 4)}/s)  errors ${pad(p?.errors ?? 0, 3)}  broken ${pad(p?.broken ?? 0, 3)}  lost runs ${pad(p?.failed ?? 0, 2)}`;
     lastOps = ops;
     if (p?.slow_calls) line += `  slow ${p.slow_calls}`;
@@ -606,7 +607,9 @@ async function runWorkload(
     }
     if (lastFault) line += `  | ${lastFault}`;
     lastFault = "";
-    process.stdout.write(`${line}\n`);
+    // While the last calls finish, a line every 5 s is enough once nothing moves.
+    const quiet = k > durationS + 1 && ops === opsBefore && k % 5 !== 0;
+    if (!quiet) process.stdout.write(`${line}\n`);
   }
   if (child.exitCode === null) await stopChild(child, 5000);
   await exited;
