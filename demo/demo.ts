@@ -701,8 +701,8 @@ function printRun(r: RunResult, sc: Sidecar | null): void {
       `${fmt(sum(n.closedByReason))}  (${list(n.closedByReason) || "none"}); opened ${fmt(n.opened)}`,
     );
     row(
-      "units replayed on a new backend",
-      `${fmt(sc.replaysLogged)} (log)  metric pgsidecar_replays_total: ${list(n.replaysByOutcome) || "none"}`,
+      "replays on a new backend",
+      `${fmt(sc.replaysLogged)} attempts in pgsidecar's log; pgsidecar_replays_total by unit: ${list(n.replaysByOutcome) || "none"}`,
     );
     row("errors pgsidecar sent to clients", list(n.clientErrorsBySqlstate) || "none");
     if (sum(n.connectFailures) > 0)
