@@ -18,7 +18,7 @@ import { basename, dirname, join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
-import { run } from "../helpers/processes.js";
+import { python3Psycopg, run } from "../helpers/processes.js";
 import { REPO, type SidecarProcess, spawnSidecar } from "./lifecycle-process.js";
 
 // --- .dockerignore ------------------------------------------------------------------------------
@@ -390,7 +390,7 @@ describe("Dockerfile steps, run outside Docker from a clean copy", () => {
     expect(r.stdout).toMatch(/^http_listen = 0\.0\.0\.0:9930$/m);
   });
 
-  it("starts from ENTRYPOINT + CMD, proxies queries, passes its HEALTHCHECK, and exits 0 on SIGTERM", async () => {
+  it("starts from ENTRYPOINT + CMD, serves the examples/connect clients, passes its HEALTHCHECK, and exits 0 on SIGTERM", async () => {
     const [exe, script, ...rest] = [...runtime.entrypoint, ...runtime.cmd];
     const cwd = inStage(runtime, ".");
     // Loopback ports chosen by the OS instead of the image's 0.0.0.0:6432 / :9930 (a shared machine).
@@ -416,6 +416,29 @@ describe("Dockerfile steps, run outside Docker from a clean copy", () => {
     await c.connect();
     expect((await c.query("SELECT $1::int + 1 AS n", [41])).rows).toEqual([{ n: 42 }]);
     await c.end();
+
+    // The connection examples of examples/connect, pointed at this sidecar as their READMEs say.
+    const url = `postgres://${cluster.superuser}@127.0.0.1:${sidecar.port}/postgres`;
+    const exampleEnv = { DATABASE_URL: url, PGPASSWORD: cluster.password };
+    const node = await run(
+      process.execPath,
+      [join(REPO, "examples", "connect", "node-postgres.mjs")],
+      {
+        env: { ...process.env, ...exampleEnv },
+      },
+    );
+    expect(node.code, node.stderr).toBe(0);
+    expect(node.stdout).toMatch(/node-postgres: transaction ok, sum 42/);
+    const py = await python3Psycopg(
+      readFileSync(join(REPO, "examples", "connect", "psycopg_example.py"), "utf8"),
+      {
+        ...exampleEnv,
+        DATABASE_URL: `${url.replace("postgres://", "postgresql://")}?sslmode=disable`,
+      },
+    );
+    expect(py.code, py.stderr).toBe(0);
+    expect(py.stdout).toMatch(/psycopg: transaction ok, sum 42/);
+    expect(py.stdout).toMatch(/psycopg pool: ok 1/);
 
     const [hcExe, ...hcArgs] = runtime.healthcheck as string[];
     const healthcheck = () =>
