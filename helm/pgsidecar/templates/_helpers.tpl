@@ -39,7 +39,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.upstream.url -}}
 {{- if contains ":" ((urlParse .Values.upstream.url).userinfo | default "") -}}{{- $secret = true -}}{{- end -}}
 {{- end -}}
-{{- range (.Values.config.users | default list) -}}
+{{- range ((.Values.config | default dict).users | default list) -}}
 {{- if hasKey . "password" -}}{{- $secret = true -}}{{- end -}}
 {{- end -}}
 {{- if $secret -}}true{{- end -}}
@@ -55,6 +55,7 @@ addresses, password files); everything else keeps the sidecar's own defaults.
 {{- define "pgsidecar.config" -}}
 {{- $v := .Values -}}
 {{- $u := $v.upstream -}}
+{{- $conf := $v.config | default dict -}}
 {{- $cfg := dict -}}
 {{- $user := $u.user -}}
 {{- if and $u.url $u.host -}}
@@ -86,7 +87,7 @@ addresses, password files); everything else keeps the sidecar's own defaults.
 {{- if $x.admin -}}{{- $_ := set $entry "admin" true -}}{{- end -}}
 {{- $users = append $users $entry -}}
 {{- end -}}
-{{- $users = concat $users ($v.config.users | default list) -}}
+{{- $users = concat $users ($conf.users | default list) -}}
 {{- if $users -}}{{- $_ := set $cfg "users" $users -}}{{- end -}}
 {{- $bind := $v.bindAddress -}}
 {{- if contains ":" $bind -}}{{- $bind = printf "[%s]" $bind -}}{{- end -}}
@@ -116,7 +117,10 @@ addresses, password files); everything else keeps the sidecar's own defaults.
 {{- range $k, $x := $settings -}}
 {{- if not (kindIs "invalid" $x) -}}{{- $_ := set $cfg $k $x -}}{{- end -}}
 {{- end -}}
-{{- $cfg = mergeOverwrite $cfg (omit ($v.config | default dict) "users") -}}
+{{- /* set, not mergeOverwrite: that would drop 0, false and "" (server_lifetime: 0 means unlimited). */ -}}
+{{- range $k, $x := omit $conf "users" -}}
+{{- $_ := set $cfg $k $x -}}
+{{- end -}}
 # pgsidecar config rendered by the Helm chart: only settings that differ from the sidecar's defaults.
 {{ toYaml $cfg }}
 {{- end -}}
