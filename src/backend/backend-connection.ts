@@ -95,6 +95,11 @@ export class BackendConnection implements FrameSink {
   readonly pins = new Set<string>();
   listener: BackendListener | null = null;
   /**
+   * The server's kernel reset the connection: the server closed with bytes of ours unread (or
+   * was gone before they arrived). Linux sends a FIN, not a reset, when everything was read.
+   */
+  resetByPeer = false;
+  /**
    * Extended-protocol messages were sent after the last Sync: the server may hold an implicit
    * transaction (locks, uncommitted writes) that only a Sync would end. Such a server is never
    * reused by another client: a Sync would commit work nobody acknowledged.
@@ -596,6 +601,7 @@ export class BackendConnection implements FrameSink {
 
   private onSocketGone(err: NodeJS.ErrnoException | null): void {
     if (this.closed) return;
+    if (err?.code === "ECONNRESET" || err?.code === "EPIPE") this.resetByPeer = true;
     let reason: DisconnectReason;
     if (this.fatal) reason = reasonForFatal(this.fatal.sqlstate);
     else reason = DisconnectReason.Network;

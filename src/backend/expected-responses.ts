@@ -55,12 +55,15 @@ export class ExpectedResponses {
     this.count--;
   }
 
-  /** Number of Sync / Query / FunctionCall entries: ReadyForQuery messages still owed. */
+  /** ReadyForQuery messages still owed to the client (its Sync / Query / FunctionCall). */
   pendingReadyForQuery(): number {
     let n = 0;
     const mask = this.codes.length - 1;
     for (let k = 0; k < this.count; k++) {
-      const c = this.codes[(this.head + k) & mask];
+      const i = (this.head + k) & mask;
+      // Only the client's own requests: not a Query we injected (a SET) and ignore.
+      if (this.actions[i] !== Action.Forward) continue;
+      const c = this.codes[i];
       if (c === FrontendCode.Sync || c === FrontendCode.Query || c === FrontendCode.FunctionCall)
         n++;
     }

@@ -384,8 +384,8 @@ export class Pool {
       conn.destroy(DisconnectReason.Reconnect);
       return this.dispatch();
     }
-    if (this.size > s.poolSize) {
-      // pool_size was lowered by a reload.
+    if (this.size >= s.poolSize) {
+      // pool_size was lowered by a reload (`size` does not count this connection).
       conn.destroy(DisconnectReason.PoolShrink);
       return this.dispatch();
     }

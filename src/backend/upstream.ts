@@ -44,6 +44,11 @@ export class Upstream {
   }
 
   failed(err: Error, now = Date.now()): void {
+    // Attempts started together fail together: one round of failures is one step of backoff.
+    if (this.state === UpstreamState.Backoff && now < this.retryAt) {
+      this.lastError = err;
+      return;
+    }
     this.failures++;
     this.lastError = err;
     this.state = UpstreamState.Backoff;

@@ -150,7 +150,8 @@ export class ClientSession implements FrameSink, BackendListener {
   private outEnd = 0;
   private clientCorked = false;
   private clientBlocked = false;
-  private serverBlocked = false;
+  /** The server whose full write buffer keeps us from reading the client. */
+  private serverBlocked: BackendConnection | null = null;
   /** The server was lost inside a transaction: answer ROLLBACK ourselves, 25P02 to the rest. */
   private lostTransaction = false;
   /** Discard the client's messages up to the next Sync (after an error we reported). */
@@ -1000,14 +1001,19 @@ export class ClientSession implements FrameSink, BackendListener {
   private writeServerDirect(bytes: Buffer): void {
     const conn = this.lease;
     if (conn === null) return;
-    if (!conn.write(bytes) && !this.serverBlocked) {
-      this.serverBlocked = true;
+    if (!conn.write(bytes) && this.serverBlocked === null) {
+      // The server's buffer is full: stop reading the client until that server drains (or is
+      // gone: a dead server never drains, so loss and release unblock too).
+      this.serverBlocked = conn;
       this.socket.pause();
-      conn.onDrain(() => {
-        this.serverBlocked = false;
-        if (!this.clientPaused) this.socket.resume();
-      });
+      conn.onDrain(() => this.unblockServer(conn));
     }
+  }
+
+  private unblockServer(conn: BackendConnection): void {
+    if (this.serverBlocked !== conn) return;
+    this.serverBlocked = null;
+    if (!this.clientPaused && this.state !== SessionState.Closed) this.socket.resume();
   }
 
   /** SETs the client's settings on a server whose values differ, before the client's frames. */
@@ -1085,6 +1091,7 @@ export class ClientSession implements FrameSink, BackendListener {
     const conn = this.lease as BackendConnection;
     this.txStatus = status;
     this.flushClient();
+    if (this.replays > 0) this.ctx.events.replay(this, "succeeded");
     this.ctx.events.unitDone(
       this,
       (performance.now() - this.unitStartedAt) / 1000,
@@ -1106,6 +1113,7 @@ export class ClientSession implements FrameSink, BackendListener {
     const conn = this.lease;
     this.lease = null;
     if (conn === null) return;
+    this.unblockServer(conn);
     this.log.info(
       {
         client: this.id,
@@ -1113,6 +1121,9 @@ export class ClientSession implements FrameSink, BackendListener {
         reason,
         sqlstate: error?.sqlstate,
         pool: this.route?.pool.key,
+        in_unit: this.unitOpen,
+        in_transaction: conn.txStatus !== TxStatus.Idle,
+        reply_forwarded: this.unitForwarded,
       },
       "server lost while serving client",
     );
@@ -1120,7 +1131,7 @@ export class ClientSession implements FrameSink, BackendListener {
     this.flushOut();
     const owed = conn.expected.pendingReadyForQuery();
     const inTransaction = conn.txStatus !== TxStatus.Idle;
-    if (conn.expected.empty || owed === 0) {
+    if (!this.unitOpen) {
       // Nothing in flight. A transaction the client holds open is gone: it learns at its next statement.
       conn.expected.clear();
       if (inTransaction) {
@@ -1138,6 +1149,8 @@ export class ClientSession implements FrameSink, BackendListener {
       const verdict = policy.decide({
         unit: this.unitOverflow ? null : this.unit,
         written: conn.bytesSent > 0,
+        // 8192: Postgres reads client input in 8 kB pieces (PQ_RECV_BUFFER_SIZE).
+        resetBeforeRead: conn.resetByPeer && owed === 1 && this.unitBytes <= 8192,
         replays: this.replays,
         error,
         statementText: (name) => this.statements.get(name)?.sql,
@@ -1151,7 +1164,8 @@ export class ClientSession implements FrameSink, BackendListener {
         this.requestServer();
         return;
       }
-      this.ctx.events.replay(this, verdict === "gave_up" ? "gave_up" : "not_retryable");
+      // gave_up is counted by failUnit (this.replays > 0), once.
+      if (verdict === "not_retryable") this.ctx.events.replay(this, "not_retryable");
     }
     this.failUnit(lostConnectionError(inTransaction), inTransaction, owed);
   }
@@ -1199,6 +1213,7 @@ export class ClientSession implements FrameSink, BackendListener {
     if (conn === null) return;
     this.lease = null;
     this.state = SessionState.Idle;
+    this.unblockServer(conn);
     conn.resumeReading();
     this.route?.pool.release(conn);
   }

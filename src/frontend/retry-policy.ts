@@ -12,18 +12,32 @@ export type RetryVerdict = "replay" | "gave_up" | "not_retryable";
 export interface LostUnit {
   /** The unit's client frames, or null when it outgrew retry_buffer_bytes. */
   unit: Buffer[] | null;
-  /** Whether any byte of it reached the server. */
+  /** Whether any byte of it reached the server. (Only units none of whose reply was forwarded
+   * are ever considered.) */
   written: boolean;
   /** Replays already attempted. */
   replays: number;
+  /**
+   * The connection was reset (not closed) by the server while the unit, a single Query or a
+   * single Sync-terminated batch small enough for one server read, was outstanding: its final
+   * message, where it would commit, was never read.
+   */
+  resetBeforeRead: boolean;
   /** The FATAL the server sent before closing, if any. */
   error: ServerError | null;
   /** Text of a client's named statement (for Bind/Execute of a prepared statement). */
   statementText(name: string): string | undefined;
 }
 
-/** SQLSTATEs that mean the server refused the work before running any of it. */
-const REFUSED_BEFORE_RUNNING = new Set(["57P03", "53300"]);
+/**
+ * FATALs after which a unit that got no reply at all certainly did not commit: refused at connect
+ * (57P03 starting up / shutting down, 53300 too many connections), or a server that was told to
+ * exit (57P01 pg_terminate_backend or a fast shutdown, 57P05 idle_session_timeout). A SIGTERM is
+ * only acted on at an interrupt check, and none lies between a commit and the queueing of its
+ * CommandComplete, so when the FATAL is the first reply, the unit's transaction was rolled back.
+ * A plain EOF or a crash (57P02) proves nothing: the commit may have reached the WAL.
+ */
+const NOT_RUN_WHEN_FIRST_REPLY = new Set(["57P03", "53300", "57P01", "57P05"]);
 
 export class RetryPolicy {
   /** Classification counts since start, for metrics. */
@@ -38,8 +52,8 @@ export class RetryPolicy {
   decide(lost: LostUnit): RetryVerdict {
     if (this.mode === "off" || lost.unit === null) return "not_retryable";
     if (lost.replays >= this.maxReplays) return "gave_up";
-    if (!lost.written) return "replay";
-    if (lost.error && REFUSED_BEFORE_RUNNING.has(lost.error.sqlstate)) return "replay";
+    if (!lost.written || lost.resetBeforeRead) return "replay";
+    if (lost.error && NOT_RUN_WHEN_FIRST_REPLY.has(lost.error.sqlstate)) return "replay";
     if (this.mode === "all") return "replay";
     return this.readOnly(lost) ? "replay" : "not_retryable";
   }

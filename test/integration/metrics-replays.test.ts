@@ -79,9 +79,7 @@ describe("replay metrics", () => {
     await c.end();
   });
 
-  // Skipped until ClientSession reports gave_up once: lost() emits it for the verdict, then
-  // failUnit() emits it again because replays > 0 (this test sees gave_up: 2).
-  it.skip("counts a unit lost again after retry_max replays once, as gave_up", async () => {
+  it("counts a unit lost again after retry_max replays once, as gave_up", async () => {
     const { stats, c } = await start("all", 1);
     const q = c.query(SLEEP).then(
       () => null,

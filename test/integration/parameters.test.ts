@@ -18,7 +18,11 @@ describe("ParameterStatus consistency in transaction mode", () => {
 
   it("two clients with different TimeZone and application_name always see their own values", async () => {
     const mk = (tz: string, app: string) =>
-      new pg.Client({ ...proxy.pgConfig(), application_name: app, options: `-c TimeZone=${tz} -c statement_timeout=7s` });
+      new pg.Client({
+        ...proxy.pgConfig(),
+        application_name: app,
+        options: `-c TimeZone=${tz} -c statement_timeout=7s`,
+      });
     const a = mk("America/New_York", "app-a");
     const b = mk("Asia/Tokyo", "app-b");
     await a.connect();

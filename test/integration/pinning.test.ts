@@ -9,7 +9,9 @@ describe("pinning in transaction mode", () => {
   let proxy: TestProxy;
   beforeAll(async () => {
     cluster = await startCluster();
-    await cluster.query("CREATE SCHEMA other; CREATE TABLE other.t (v text); INSERT INTO other.t VALUES ('other')");
+    await cluster.query(
+      "CREATE SCHEMA other; CREATE TABLE other.t (v text); INSERT INTO other.t VALUES ('other')",
+    );
     proxy = await startProxy(cluster, { pool_size: 6 });
   });
   afterAll(async () => {
@@ -22,7 +24,8 @@ describe("pinning in transaction mode", () => {
     await c.connect();
     return c;
   };
-  const pid = async (c: pg.Client) => (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p as number;
+  const pid = async (c: pg.Client) =>
+    (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p as number;
 
   it("SET search_path, LISTEN, a temp table and an advisory lock each behave as on a direct connection", async () => {
     const setter = await connect();
@@ -39,7 +42,9 @@ describe("pinning in transaction mode", () => {
     const free = await Promise.all(Array.from({ length: 6 }, () => connect()));
     for (let i = 0; i < 20; i++) await Promise.all(free.map((c) => c.query("SELECT 1")));
 
-    const notified = new Promise<pg.Notification>((resolve) => listener.on("notification", resolve));
+    const notified = new Promise<pg.Notification>((resolve) =>
+      listener.on("notification", resolve),
+    );
     const notifier = free[0];
     await notifier.query("NOTIFY jobs, 'hello'");
     expect((await notified).payload).toBe("hello");
@@ -50,14 +55,18 @@ describe("pinning in transaction mode", () => {
     }
     // Pins are visible per client in the admin view.
     const rows = proxy.proxy.console.clientRows();
-    const pins = rows.map((r) => r.pins).filter(Boolean).sort();
+    const pins = rows
+      .map((r) => r.pins)
+      .filter(Boolean)
+      .sort();
     expect(pins, JSON.stringify(rows)).toEqual(["advisory_lock", "listen", "set", "temp_table"]);
     // The lock is held by the locker's session: another session cannot take it (pg_try_advisory_lock
     // is session-level too, so that client is pinned as well: conservative, never wrong).
-    expect((await notifier.query("SELECT pg_try_advisory_lock(4242) AS ok")).rows[0].ok).toBe(false);
+    expect((await notifier.query("SELECT pg_try_advisory_lock(4242) AS ok")).rows[0].ok).toBe(
+      false,
+    );
     const lockerPid = await pid(locker);
     expect(await pid(locker)).toBe(lockerPid);
-
 
     await Promise.all([setter, listener, temp, locker, ...free].map((c) => c.end()));
     // After they leave, their servers were cleaned (DISCARD ALL) and the lock is free again.

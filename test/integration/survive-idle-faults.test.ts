@@ -1,0 +1,68 @@
+// Faults that must be invisible to every client: idle backends killed, idle_session_timeout, an
+// outage shorter than query_wait_timeout (short form; `npm run chaos` runs them longer).
+import { describe, expect, it } from "vitest";
+import { faults, formatScenario, runScenario, type ScenarioResult } from "../helpers/chaos.js";
+
+const seconds = Number(process.env.CHAOS_SECONDS ?? "6");
+
+function expectInvisible(r: ScenarioResult): void {
+  for (const [w, x] of Object.entries(r.workloads)) {
+    expect(x?.firstErrors, `${w}: ${formatScenario(r)}`).toEqual([]);
+    expect(x?.ops, w).toBeGreaterThan(0);
+    expect(x?.failedOps, w).toBe(0);
+    expect(x?.lostWrites, w).toBe(0);
+    expect(x?.duplicatedWrites, w).toBe(0);
+  }
+}
+
+describe("faults no client may notice", () => {
+  it("pg_terminate_backend of idle backends every 0.5 s: 0 errors in W1, W2, W3", async () => {
+    const r = await runScenario({
+      name: "terminate idle backends every 0.5 s",
+      fault: faults.terminateIdle(500),
+      durationMs: seconds * 1000,
+      workloads: ["w1", "w2", "w3"],
+    });
+    console.log(formatScenario(r));
+    expectInvisible(r);
+    // Killed servers are seen by their FATAL (terminated) or, when the kernel reset the socket
+    // under a write, as network.
+    expect((r.serversClosed.terminated ?? 0) + (r.serversClosed.network ?? 0)).toBeGreaterThan(0);
+  });
+
+  it("idle_session_timeout = 300ms on the server: 0 errors in W1 and W2", async () => {
+    const r = await runScenario({
+      name: "idle_session_timeout = 300ms",
+      fault: faults.none(),
+      clusterConf: { idle_session_timeout: "300ms" },
+      durationMs: seconds * 1000,
+      workloads: ["w1", "w2"],
+      // A large pool leaves servers idle long enough for the server to time them out.
+      settings: { min_pool_size: 2, pool_size: 20 },
+    });
+    console.log(formatScenario(r));
+    expectInvisible(r);
+    expect(r.serversClosed.server_timeout ?? 0).toBeGreaterThan(0);
+  });
+
+  it("upstream stopped (fast) for 3 s, query_wait_timeout 20 s: 0 errors in autocommit work", async () => {
+    const r = await runScenario({
+      name: "upstream down 3 s",
+      fault: faults.outage(3000),
+      durationMs: seconds * 1000 + 3000,
+      workloads: ["w1", "w2"],
+    });
+    console.log(formatScenario(r));
+    // W1 (autocommit, as in the seed): nothing to see.
+    expectInvisible({ ...r, workloads: { w1: r.workloads.w1 } });
+    // W2's explicit transactions open at the moment of the stop are lost, and say so: 08006, then
+    // ROLLBACK works and the retried operation completes. Nothing else fails.
+    const w2 = r.workloads.w2;
+    expect(w2?.failedOps).toBe(0);
+    expect(w2?.readErrors).toBe(0);
+    expect(w2?.closedErrors).toBe(0);
+    expect(Object.keys(w2?.errorsBySqlstate ?? {}).filter((k) => k !== "08006")).toEqual([]);
+    expect(w2?.writeErrors ?? 0).toBeLessThanOrEqual(8);
+    expect(w2?.lostWrites).toBe(0);
+  });
+});
