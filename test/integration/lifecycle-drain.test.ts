@@ -161,7 +161,7 @@ describe("SIGTERM drain and SIGINT stop (CLI child process)", () => {
 
   it("keeps accepting and serving during min_sigterm_delay while /readyz fails, then refuses", async () => {
     await cluster.query("TRUNCATE drained");
-    const p = await sidecar("--min-sigterm-delay", "2s", "--shutdown-timeout", "15s");
+    const p = await sidecar("--min-sigterm-delay", "3s", "--shutdown-timeout", "15s");
     const before = await connect(p);
     await before.client.query("SELECT 1");
     const t0 = Date.now();
@@ -172,14 +172,14 @@ describe("SIGTERM drain and SIGINT stop (CLI child process)", () => {
     await late.client.query("BEGIN");
     await late.client.query("INSERT INTO drained VALUES (4)");
     await late.client.query("COMMIT");
+    // A client connected before SIGTERM is not closed during the delay either.
     await before.client.query("INSERT INTO drained VALUES (5)");
-    expect(Date.now() - t0).toBeLessThan(2000);
     expect(before.ended() || late.ended()).toBe(false);
     // After the delay: the listener closes, idle clients are closed, the process exits.
     const exit = await p.exited;
     expect(exit, p.output()).toMatchObject({ code: 0, signal: null });
-    expect(exit.at - t0).toBeGreaterThanOrEqual(1900);
-    expect(exit.at - t0).toBeLessThan(6000);
+    expect(exit.at - t0).toBeGreaterThanOrEqual(2900);
+    expect(exit.at - t0).toBeLessThan(8000);
     await until("both clients to be closed", () => before.ended() && late.ended(), 5000);
     expect(await ids()).toEqual([4, 5]);
   });

@@ -145,11 +145,6 @@ function parsePipeline(tokens: Token[]): Pipeline {
   return { decl, cmds };
 }
 
-interface Parsed {
-  nodes: Node[];
-  defines: Map<string, Node[]>;
-}
-
 /** text/template's lexing of {{ }} with trim markers, then the block structure. */
 function parseTemplate(text: string, defines: Map<string, Node[]>): Node[] {
   const items: Array<{ text: string } | { action: string }> = [];
@@ -673,7 +668,6 @@ function checkPod(spec: Any, config?: string) {
 }
 
 const ci = (name: string) => readYaml(join(CHART, "ci", name));
-const seconds = (d: Value) => Number(String(d).replace(/s$/, ""));
 
 describe("the template interpreter itself", () => {
   it("follows text/template on trim markers, else-if chains, scopes and pipelines", () => {
