@@ -52,5 +52,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 # Node is PID 1 and handles SIGTERM (drain), SIGINT (stop now) and SIGHUP (reload) itself; it
 # starts no child processes, so there is nothing for an init to reap (`docker run --init` works too).
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/nodejs/bin/node"]
-CMD ["dist/cli.js"]
+# Arguments given to `docker run` (or a pod's args) go to the CLI: --upstream ..., check-config.
+ENTRYPOINT ["/nodejs/bin/node", "dist/cli.js"]
+CMD []

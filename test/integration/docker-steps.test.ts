@@ -358,6 +358,8 @@ describe("Dockerfile steps, run outside Docker from a clean copy", () => {
       new RegExp(`^gcr\\.io/distroless/nodejs${nodeMajor}-debian\\d+:nonroot$`),
     );
     expect(runtime.runs, "nothing runs in the runtime stage (no shell there)").toEqual([]);
+    // `docker run image --upstream ...` and a pod's args replace CMD: they must reach the CLI.
+    expect(runtime.entrypoint.at(-1)).toBe("dist/cli.js");
     expect(runtime.user).toMatch(/^[1-9]\d*(:[1-9]\d*)?$|^nonroot/);
     expect(runtime.expose).toEqual(expect.arrayContaining(["6432", "9930"]));
     expect(runtime.healthcheck).not.toBeNull();

@@ -646,7 +646,7 @@ function checkPod(spec: Any, config?: string) {
     for (const p of c.ports ?? []) expect(String(p.name).length).toBeLessThanOrEqual(15);
   }
   const sidecar = sidecarOf(spec);
-  expect(sidecar.args).toEqual(["dist/cli.js", "--config", "/etc/pgsidecar/pgsidecar.yaml"]);
+  expect(sidecar.args).toEqual(["--config", "/etc/pgsidecar/pgsidecar.yaml"]);
   // The config file is where --config reads it, and each password_file is a Secret's mounted key.
   const mountOf = (path: string) =>
     sidecar.volumeMounts.find((m: Any) => path === `${m.mountPath}/${path.split("/").pop()}`);

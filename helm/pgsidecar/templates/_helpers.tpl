@@ -188,7 +188,7 @@ restartPolicy: Always and belongs under initContainers; otherwise under containe
   {{- if and (eq $v.mode "sidecar") (eq $v.sidecar.type "native") }}
   restartPolicy: Always
   {{- end }}
-  args: ["dist/cli.js", "--config", "/etc/pgsidecar/pgsidecar.yaml"]
+  args: ["--config", "/etc/pgsidecar/pgsidecar.yaml"]
   {{- with $v.extraEnv }}
   env:
     {{- toYaml . | nindent 4 }}
