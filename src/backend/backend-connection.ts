@@ -28,6 +28,8 @@ export interface BackendListener {
   forward(buf: Buffer, start: number, end: number): void;
   /** Server bytes that are not part of any reply (notices, notifications, parameter changes). */
   forwardAsync(buf: Buffer, start: number, end: number): void;
+  /** Whatever was held back must reach the client now (it has to act on it). */
+  mustFlush?(): void;
   /** A reply we answer ourselves (ParseComplete, CloseComplete), in stream order. */
   insert(bytes: Buffer): void;
   /** The end of one received chunk: flush what was forwarded. */
@@ -290,6 +292,9 @@ export class BackendConnection implements FrameSink {
     this.streamAction = action;
     // Errors always reach the client, even for requests we injected (a re-Parse that now fails).
     if (action === Action.Forward || code === BackendCode.ErrorResponse) l.forward(buf, start, end);
+    if (code === BackendCode.CopyInResponse || code === BackendCode.CopyBothResponse) {
+      l.mustFlush?.(); // the client must now send data: nothing may be held back
+    }
 
     if (!isTerminal(ex.headCode, code)) return;
     const headCode = ex.headCode;

@@ -64,6 +64,13 @@ export interface PoolEvents {
   checkoutWaited(pool: Pool, seconds: number): void;
 }
 
+const UNEXPECTED_LOSS = new Set<DisconnectReason>([
+  DisconnectReason.Terminated,
+  DisconnectReason.Crashed,
+  DisconnectReason.Network,
+  DisconnectReason.ServerFatal,
+]);
+
 const SQLSTATE_PERMANENT = new Set(["28P01", "28000", "3D000", "42501", "3F000"]);
 
 export class Pool {
@@ -503,6 +510,11 @@ export class Pool {
     const reason = conn.closeReason ?? DisconnectReason.Network;
     this.log.info({ pool: this.key, server: conn.id, reason }, "server connection closed");
     this.events.serverClosed(this, conn, reason);
+    if (UNEXPECTED_LOSS.has(reason)) {
+      // Servers rarely die alone (a restart, a crash, a sweep of pg_terminate_backend): check
+      // the idle ones before handing them out, rather than let a replay land on the next corpse.
+      for (const c of this.idle) c.lastReceivedAt = 0;
+    }
     // Replace it (min_pool_size, waiters) on the next tick, after the caller has settled.
     setImmediate(() => this.dispatch());
   }

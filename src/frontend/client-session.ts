@@ -137,6 +137,12 @@ export class ClientSession implements FrameSink, BackendListener {
   private unitOverflow = false;
   /** Some of the unit's response already reached the client. */
   private unitForwarded = false;
+  /** The server replied to some of the unit (forwarded or held). */
+  private unitReplied = false;
+  /** Replies are held until the unit's ReadyForQuery (see hold()). */
+  private holding = false;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
   private unitStartedAt = 0;
   /** A unit is in progress (from its first frame until its last ReadyForQuery). */
   private unitOpen = false;
@@ -554,6 +560,14 @@ export class ClientSession implements FrameSink, BackendListener {
       this.answerAbortedTransaction(code, buf, start, end);
       return;
     }
+    if (
+      code === FrontendCode.Flush &&
+      this.holding &&
+      (this.lease === null || this.lease.unsynced)
+    ) {
+      // The client wants replies before its Sync: it cannot wait for ReadyForQuery.
+      this.mustFlush();
+    }
     const idle = this.lease === null && this.waiter === null && !this.unitOpen;
     if (idle && this.answerLocally(code, buf, start, end)) return;
     this.appendInput(buf, start, end);
@@ -698,6 +712,9 @@ export class ClientSession implements FrameSink, BackendListener {
       this.unitOpen = true;
       this.unitStartedAt = performance.now();
       this.unitForwarded = false;
+      this.unitReplied = false;
+      // Hold replies only where a replay is possible: outside a transaction, retry not off.
+      this.holding = this.txStatus === TxStatus.Idle && this.route?.retry.mode !== "off";
       this.unitOverflow = false;
       this.replays = 0;
     }
@@ -1039,7 +1056,8 @@ export class ClientSession implements FrameSink, BackendListener {
   // --- server replies (BackendListener) --------------------------------------------------------
 
   forward(buf: Buffer, start: number, end: number): void {
-    this.unitForwarded = true;
+    this.unitReplied = true;
+    if (!this.holding) this.unitForwarded = true;
     if (this.outBuf === buf && this.outEnd === start) {
       this.outEnd = end;
       return;
@@ -1053,14 +1071,27 @@ export class ClientSession implements FrameSink, BackendListener {
   forwardAsync(buf: Buffer, start: number, end: number): void {
     // Not part of the unit's response: it does not prevent a replay.
     const forwarded = this.unitForwarded;
+    const replied = this.unitReplied;
     this.forward(buf, start, end);
     this.unitForwarded = forwarded;
+    this.unitReplied = replied;
   }
 
   insert(bytes: Buffer): void {
-    this.unitForwarded = true;
+    this.unitReplied = true;
     this.flushOut();
+    if (this.holding) {
+      this.hold(bytes);
+      return;
+    }
+    this.unitForwarded = true;
     this.writeClient(bytes);
+  }
+
+  /** The client must act on what it has been sent (COPY FROM STDIN began): stop holding. */
+  mustFlush(): void {
+    this.flushOut();
+    this.releaseHeld();
   }
 
   chunkEnd(): void {
@@ -1090,6 +1121,8 @@ export class ClientSession implements FrameSink, BackendListener {
   ready(status: number): void {
     const conn = this.lease as BackendConnection;
     this.txStatus = status;
+    this.flushOut();
+    this.releaseHeld();
     this.flushClient();
     if (this.replays > 0) this.ctx.events.replay(this, "succeeded");
     this.ctx.events.unitDone(
@@ -1128,7 +1161,8 @@ export class ClientSession implements FrameSink, BackendListener {
       "server lost while serving client",
     );
     this.route?.pool.discard(conn, reason);
-    this.flushOut();
+    if (this.holding) this.dropHeld();
+    else this.flushOut();
     const owed = conn.expected.pendingReadyForQuery();
     const inTransaction = conn.txStatus !== TxStatus.Idle;
     if (!this.unitOpen) {
@@ -1149,6 +1183,7 @@ export class ClientSession implements FrameSink, BackendListener {
       const verdict = policy.decide({
         unit: this.unitOverflow ? null : this.unit,
         written: conn.bytesSent > 0,
+        replied: this.unitReplied,
         // 8192: Postgres reads client input in 8 kB pieces (PQ_RECV_BUFFER_SIZE).
         resetBeforeRead: conn.resetByPeer && owed === 1 && this.unitBytes <= 8192,
         replays: this.replays,
@@ -1176,6 +1211,7 @@ export class ClientSession implements FrameSink, BackendListener {
     if (owed < 0) owed = countSyncs(this.unit);
     // A server's FATAL (e.g. its password changed) is reported as an ERROR: this connection lives on.
     const error = "raw" in err ? errorFromServer(err) : err.toMessage();
+    this.holding = false;
     const sqlstate = err.sqlstate;
     const status = inTransaction
       ? TxStatus.Failed
@@ -1224,9 +1260,39 @@ export class ClientSession implements FrameSink, BackendListener {
     const b = this.outBuf;
     if (b === null) return;
     this.outBuf = null;
-    this.writeClient(
-      this.outStart === 0 && this.outEnd === b.length ? b : b.subarray(this.outStart, this.outEnd),
-    );
+    const range =
+      this.outStart === 0 && this.outEnd === b.length ? b : b.subarray(this.outStart, this.outEnd);
+    if (this.holding) this.hold(range);
+    else this.writeClient(range);
+  }
+
+  /**
+   * Keeps a reply range back until the unit's ReadyForQuery, so that a unit whose server dies
+   * mid-reply can still be replayed (chunks are never reused, so this copies nothing). Past
+   * retry_buffer_bytes the held part is sent and the rest streams.
+   */
+  private hold(range: Buffer): void {
+    this.held.push(range);
+    this.heldBytes += range.length;
+    if (this.heldBytes > (this.route?.retry.bufferBytes ?? 0)) this.releaseHeld();
+  }
+
+  /** Sends what was held and stops holding for the rest of the unit. */
+  private releaseHeld(): void {
+    this.holding = false;
+    if (this.held.length === 0) return;
+    if (this.unitReplied) this.unitForwarded = true;
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const range of held) this.writeClient(range);
+  }
+
+  /** The server died: what it said about this unit never reaches the client. */
+  private dropHeld(): void {
+    this.outBuf = null;
+    this.held = [];
+    this.heldBytes = 0;
   }
 
   private flushClient(): void {

@@ -15,6 +15,8 @@ export interface LostUnit {
   /** Whether any byte of it reached the server. (Only units none of whose reply was forwarded
    * are ever considered.) */
   written: boolean;
+  /** Whether the server replied to any of it (replies may have been held back, not forwarded). */
+  replied: boolean;
   /** Replays already attempted. */
   replays: number;
   /**
@@ -52,8 +54,11 @@ export class RetryPolicy {
   decide(lost: LostUnit): RetryVerdict {
     if (this.mode === "off" || lost.unit === null) return "not_retryable";
     if (lost.replays >= this.maxReplays) return "gave_up";
-    if (!lost.written || lost.resetBeforeRead) return "replay";
-    if (lost.error && NOT_RUN_WHEN_FIRST_REPLY.has(lost.error.sqlstate)) return "replay";
+    if (!lost.written) return "replay";
+    if (!lost.replied && lost.resetBeforeRead) return "replay";
+    if (!lost.replied && lost.error && NOT_RUN_WHEN_FIRST_REPLY.has(lost.error.sqlstate)) {
+      return "replay";
+    }
     if (this.mode === "all") return "replay";
     return this.readOnly(lost) ? "replay" : "not_retryable";
   }

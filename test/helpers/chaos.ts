@@ -144,7 +144,9 @@ export const faults = {
 };
 
 export async function prepareCluster(conf?: Record<string, string | number>): Promise<PgCluster> {
-  const cluster = await startCluster({ conf });
+  // Commits must survive an immediate shutdown (a crash of the server, not of the OS): the test
+  // clusters' synchronous_commit=off would lose acknowledged writes by itself.
+  const cluster = await startCluster({ conf: { synchronous_commit: "on", ...conf } });
   await cluster.createUser(APP_USER, APP_PASSWORD);
   await cluster.createDatabase(APP_DB, APP_USER);
   const c = new pg.Client({
@@ -472,5 +474,8 @@ export function formatScenario(r: ScenarioResult): string {
   lines.push(
     `replays: ${JSON.stringify(r.replays)}; servers closed: ${JSON.stringify(r.serversClosed)}; proxy-sent errors: ${JSON.stringify(r.clientErrors)}`,
   );
+  for (const [w, x] of Object.entries(r.workloads)) {
+    for (const e of x?.firstErrors ?? []) lines.push(`  ${w} error: ${e}`);
+  }
   return lines.join("\n");
 }
