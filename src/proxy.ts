@@ -173,6 +173,7 @@ export class Sidecar {
       const db = next.databases[pool.database];
       if (!db) continue; // a database no longer configured: its pool serves the clients it has
       pool.settings = this.poolSettings(db);
+      pool.password = this.upstreamPassword(db, pool.user);
       this.retryPolicies.delete(key);
       pool.sweep();
     }
@@ -244,10 +245,7 @@ export class Sidecar {
       );
       this.upstreams.set(db.name, upstream);
     }
-    const password =
-      user === db.target.user && db.target.password !== null
-        ? db.target.password
-        : (this.users.get(user)?.password ?? null);
+    const password = this.upstreamPassword(db, user);
     pool = new Pool(
       db.name,
       user,
@@ -260,6 +258,12 @@ export class Sidecar {
     this.pools.set(key, pool);
     pool.sweep();
     return pool;
+  }
+
+  /** The password a pool logs in upstream with: the URL's for its user, else the user's own. */
+  private upstreamPassword(db: DatabaseConfig, user: string): string | null {
+    if (user === db.target.user && db.target.password !== null) return db.target.password;
+    return this.users.get(user)?.password ?? null;
   }
 
   private route(database: string, user: string): Route | null {

@@ -98,7 +98,8 @@ export class Pool {
   constructor(
     readonly database: string,
     readonly user: string,
-    readonly password: string | null,
+    /** Updated by a reload (a rotated password is used by the next server login). */
+    public password: string | null,
     readonly upstream: Upstream,
     public settings: PoolSettings,
     private readonly log: Logger,
