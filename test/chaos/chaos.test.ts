@@ -28,7 +28,14 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: "terminate idle servers every 0.5 s", fault: faults.terminateIdle(500), workloads: ["w1", "w2", "w3"], retry: "safe", expect: "invisible" },
+  {
+    name: "terminate idle servers every 0.5 s",
+    fault: faults.terminateIdle(500),
+    workloads: ["w1", "w2", "w3"],
+    retry: "safe",
+    expect: "invisible",
+    settings: { pool_size: 30 },
+  },
   {
     name: "idle_session_timeout = 300ms",
     fault: faults.none(),
@@ -38,14 +45,63 @@ const cases: Case[] = [
     clusterConf: { idle_session_timeout: "300ms" },
     settings: { pool_size: 20, min_pool_size: 2 },
   },
-  { name: "upstream down 10 s (query_wait_timeout 20 s)", fault: faults.outage(10_000, 3000), workloads: ["w1"], retry: "safe", expect: "invisible", extraMs: 10_000 },
-  { name: "terminate all servers every 0.7 s (retry all)", fault: faults.terminateAll(700), workloads: ["w1"], retry: "all", expect: "invisible" },
-  { name: "terminate all servers every 0.7 s (retry safe)", fault: faults.terminateAll(700), workloads: ["w1", "w2"], retry: "safe", expect: "safe" },
-  { name: "restart -m fast every 5 s (retry all)", fault: faults.restart("fast", 5000), workloads: ["w1"], retry: "all", expect: "invisible" },
-  { name: "restart -m fast every 5 s (retry safe)", fault: faults.restart("fast", 5000), workloads: ["w1", "w2"], retry: "safe", expect: "safe" },
-  { name: "restart -m immediate every 5 s (retry safe)", fault: faults.restart("immediate", 5000), workloads: ["w1", "w2"], retry: "safe", expect: "safe" },
-  { name: "kill -9 of a backend every 4 s (retry all)", fault: faults.killBackend(4000), workloads: ["w1"], retry: "all", expect: "invisible" },
-  { name: "kill -9 of a backend every 4 s (retry safe)", fault: faults.killBackend(4000), workloads: ["w1", "w2"], retry: "safe", expect: "safe" },
+  {
+    name: "upstream down 10 s (query_wait_timeout 20 s)",
+    fault: faults.outage(10_000, 3000),
+    workloads: ["w1"],
+    retry: "safe",
+    expect: "invisible",
+    extraMs: 10_000,
+  },
+  {
+    name: "terminate all servers every 0.7 s (retry all)",
+    fault: faults.terminateAll(700),
+    workloads: ["w1"],
+    retry: "all",
+    expect: "invisible",
+  },
+  {
+    name: "terminate all servers every 0.7 s (retry safe)",
+    fault: faults.terminateAll(700),
+    workloads: ["w1", "w2"],
+    retry: "safe",
+    expect: "safe",
+  },
+  {
+    name: "restart -m fast every 5 s (retry all)",
+    fault: faults.restart("fast", 5000),
+    workloads: ["w1"],
+    retry: "all",
+    expect: "invisible",
+  },
+  {
+    name: "restart -m fast every 5 s (retry safe)",
+    fault: faults.restart("fast", 5000),
+    workloads: ["w1", "w2"],
+    retry: "safe",
+    expect: "safe",
+  },
+  {
+    name: "restart -m immediate every 5 s (retry safe)",
+    fault: faults.restart("immediate", 5000),
+    workloads: ["w1", "w2"],
+    retry: "safe",
+    expect: "safe",
+  },
+  {
+    name: "kill -9 of a backend every 4 s (retry all)",
+    fault: faults.killBackend(4000),
+    workloads: ["w1"],
+    retry: "all",
+    expect: "invisible",
+  },
+  {
+    name: "kill -9 of a backend every 4 s (retry safe)",
+    fault: faults.killBackend(4000),
+    workloads: ["w1", "w2"],
+    retry: "safe",
+    expect: "safe",
+  },
 ];
 
 function check(r: ScenarioResult, mode: Case["expect"]): void {
@@ -60,7 +116,10 @@ function check(r: ScenarioResult, mode: Case["expect"]): void {
     if (mode === "invisible") expect(x.firstErrors, where).toEqual([]);
     else {
       expect(x.readErrors, where).toBe(0);
-      expect(Object.keys(x.errorsBySqlstate).filter((k) => k !== "08006"), where).toEqual([]);
+      expect(
+        Object.keys(x.errorsBySqlstate).filter((k) => k !== "08006"),
+        where,
+      ).toEqual([]);
     }
   }
 }

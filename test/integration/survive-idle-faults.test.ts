@@ -22,6 +22,8 @@ describe("faults no client may notice", () => {
       fault: faults.terminateIdle(500),
       durationMs: seconds * 1000,
       workloads: ["w1", "w2", "w3"],
+      // More servers than busy clients, so some sit idle in the pool to be killed there.
+      settings: { pool_size: 30 },
     });
     console.log(formatScenario(r));
     expectInvisible(r);
