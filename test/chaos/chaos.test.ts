@@ -46,10 +46,10 @@ const cases: Case[] = [
     settings: { pool_size: 20, min_pool_size: 2 },
   },
   {
-    name: "upstream down 10 s (query_wait_timeout 20 s)",
+    name: "upstream down 10 s, query_wait_timeout 20 s (retry all)",
     fault: faults.outage(10_000, 3000),
     workloads: ["w1"],
-    retry: "safe",
+    retry: "all",
     expect: "invisible",
     extraMs: 10_000,
   },

@@ -17,7 +17,8 @@ describe("replay metrics", () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   /** Terminates the backend running pg_sleep for `app` as soon as it shows up; returns its pid. */
   async function killSleeper(exclude: number[] = []): Promise<number> {
-    for (let i = 0; i < 100; i++) {
+    // Up to 15 s: a loaded 2-core machine can be slow to replay (check, reconnect, login).
+    for (let i = 0; i < 300; i++) {
       const rows = await cluster.query(
         "SELECT pid FROM pg_stat_activity WHERE usename = 'app' AND state = 'active' AND query LIKE '%pg_sleep%'",
       );

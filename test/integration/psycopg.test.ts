@@ -1,32 +1,9 @@
 // psycopg 3 (Debian's python3-psycopg) AsyncConnectionPool through transaction pooling, configured
 // as LangGraph's checkpointer is in shared/seed: autocommit, dict_row, prepare_threshold=0.
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
-import { run, SYSTEM_PYTHON } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
-
-const script = fileURLToPath(new URL("../clients/psycopg_workload.py", import.meta.url));
-
-interface WorkloadResult {
-  done: number;
-  wrong: number;
-  errors: number;
-  first_errors: string[];
-}
-
-export async function runPsycopg(
-  dsn: string,
-  env: Record<string, string>,
-): Promise<WorkloadResult> {
-  const r = await run(SYSTEM_PYTHON, [script], {
-    env: { ...process.env, DSN: dsn, ...env },
-    timeoutMs: 240_000,
-  });
-  if (r.code !== 0)
-    throw new Error(`psycopg workload failed (${r.code}): ${r.stderr.slice(-2000)}`);
-  return JSON.parse(r.stdout.trim().split("\n").pop() as string);
-}
+import { runPsycopg } from "../helpers/psycopg.js";
 
 describe("psycopg AsyncConnectionPool through transaction pooling (pool_size 3)", () => {
   let cluster: PgCluster;
