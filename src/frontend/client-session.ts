@@ -460,7 +460,7 @@ export class ClientSession implements FrameSink, BackendListener {
     this.socket.write(Buffer.concat(out));
     this.state = SessionState.Idle;
     this.log.debug(
-      { client: this.id, user: this.user, database: this.database },
+      { client: this.id, user: this.user, database: this.database, pool: this.route?.pool.key },
       "client logged in",
     );
   }
@@ -1364,7 +1364,10 @@ export class ClientSession implements FrameSink, BackendListener {
     if (this.state === SessionState.Closed) return;
     this.ctx.events.clientError(this, err.sqlstate);
     this.socket.write(err.toMessage());
-    this.close(DisconnectReason.ProtocolError);
+    // Authentication and routing refusals (28xxx, 3D000, 57P0x at login) are failed logins;
+    // anything else at this point is a protocol violation.
+    const login = /^(28|3D|57|53|08006)/.test(err.sqlstate) && this.state !== SessionState.Idle;
+    this.close(login ? DisconnectReason.LoginFailed : DisconnectReason.ProtocolError);
   }
 
   /** Closes the client: withdraws a wait, returns (or cleans) the server, frees the cancel key. */
@@ -1391,7 +1394,10 @@ export class ClientSession implements FrameSink, BackendListener {
     if (this.key) this.ctx.cancels.release(this.key.pid);
     if (this.socket.writable) this.socket.end();
     setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.log.debug({ client: this.id, reason, state: wasActive }, "client closed");
+    this.log.debug(
+      { client: this.id, pool: this.route?.pool.key, reason, state: wasActive },
+      "client closed",
+    );
     this.ctx.sessionClosed(this);
   }
 }
