@@ -38,13 +38,20 @@ describe("black-holed upstream", () => {
   });
 
   const checkFailed = async () => {
-    const metric = proxy.proxy.metrics.registry.getSingleMetric("pgsidecar_server_connections_closed_total");
+    const metric = proxy.proxy.metrics.registry.getSingleMetric(
+      "pgsidecar_server_connections_closed_total",
+    );
     const values = metric ? (await metric.get()).values : [];
-    return values.filter((v) => v.labels.reason === "check_failed").reduce((n, v) => n + v.value, 0);
+    return values
+      .filter((v) => v.labels.reason === "check_failed")
+      .reduce((n, v) => n + v.value, 0);
   };
 
   it("detects idle black-holed servers within server_check_timeout + 1 s of the check, and clients see no error", async () => {
-    const pool = new pg.Pool({ ...proxy.pgConfig({ user: APP_USER, password: APP_PASSWORD, database: APP_DB }), max: 4 });
+    const pool = new pg.Pool({
+      ...proxy.pgConfig({ user: APP_USER, password: APP_PASSWORD, database: APP_DB }),
+      max: 4,
+    });
     pool.on("error", () => {
       throw new Error("an idle client got an error event");
     });
@@ -72,7 +79,8 @@ describe("black-holed upstream", () => {
     await sleep(1500);
     relay.restore();
     expect((await pending).rows[0].v).toBe(42);
-    for (let i = 0; i < 20; i++) expect((await pool.query("SELECT $1::int AS v", [i])).rows[0].v).toBe(i);
+    for (let i = 0; i < 20; i++)
+      expect((await pool.query("SELECT $1::int AS v", [i])).rows[0].v).toBe(i);
     await pool.end();
   });
 });
