@@ -4,7 +4,6 @@
 // transaction mode. Upstream failures never close the client: they are replayed or reported as
 // ordinary errors (DESIGN.md section 1).
 
-import { createHash } from "node:crypto";
 import type net from "node:net";
 import { Duplex } from "node:stream";
 import tls from "node:tls";
@@ -25,6 +24,7 @@ import {
 } from "../protocol/startup.js";
 import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser } from "./client-auth.js";
+import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
 import type { RetryPolicy } from "./retry-policy.js";
 import {
   detectSessionState,
@@ -82,18 +82,6 @@ export interface SessionEvents {
   bytes(direction: "in" | "out", n: number): void;
 }
 
-/** A client's named prepared statement, renamed by content for the servers (transaction mode). */
-interface ClientStatement {
-  /** Content-derived server-side name: the same text and types share one server statement. */
-  serverName: string;
-  /** The Parse (F) to send a server that lacks the statement. */
-  parse: Buffer;
-  /** The query text, for retry classification and SHOW output. */
-  sql: string;
-  /** What executing it does to session state (SET, LISTEN, ...), applied where it runs. */
-  sessionChange: StateChange;
-}
-
 const HEADER = 5;
 let nextSessionId = 1;
 
@@ -125,7 +113,7 @@ export class ClientSession implements FrameSink, BackendListener {
   private readonly reported = new Map<string, string>();
   /** Settings this client expects on any server, keyed by lower-case name. */
   private readonly wanted = new Map<string, { name: string; value: string }>();
-  private readonly statements = new Map<string, ClientStatement>();
+  private readonly statements = new ClientStatements();
 
   /**
    * The current unit of work: every client frame since the last point where the client had
@@ -594,7 +582,13 @@ export class ClientSession implements FrameSink, BackendListener {
         if (mode !== "transaction" || this.ctx.maxPreparedStatements === 0) return false;
         const nameEnd = buf.indexOf(0, start + HEADER);
         if (nameEnd === start + HEADER) return false;
-        const stmt = this.registerStatement(buf, start, end, nameEnd);
+        const stmt = this.statements.register(
+          buf,
+          start,
+          end,
+          nameEnd,
+          this.route?.mode === "transaction",
+        );
         if (stmt.sessionChange !== null || !this.route?.pool.knownStatements.has(stmt.serverName))
           return false;
         this.ctx.events.statement(this, "hit");
@@ -609,7 +603,12 @@ export class ClientSession implements FrameSink, BackendListener {
       }
       case FrontendCode.Query: {
         if (mode !== "transaction") return false;
-        const tag = this.statementCommand(buf, start + HEADER, end - 1);
+        const tag = this.statements.applySql(
+          buf,
+          start + HEADER,
+          end - 1,
+          this.txStatus === TxStatus.Idle,
+        );
         if (tag === null) return false;
         this.writeClient(
           Buffer.concat([msg.commandComplete(tag), msg.readyForQuery(this.txStatus)]),
@@ -619,29 +618,6 @@ export class ClientSession implements FrameSink, BackendListener {
       default:
         return false;
     }
-  }
-
-  /** DEALLOCATE [PREPARE] name|ALL and DISCARD ALL apply to the client's statement names. */
-  private statementCommand(buf: Buffer, start: number, end: number): string | null {
-    if (end - start > 200) return null;
-    const sql = buf.toString("utf8", start, end).trim().replace(/;\s*$/, "");
-    const m = /^deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[^\s;]+)$/i.exec(sql);
-    if (m) {
-      const target = m[1];
-      if (target.toLowerCase() === "all") this.statements.clear();
-      else {
-        const name = target.startsWith('"')
-          ? target.slice(1, -1).replaceAll('""', '"')
-          : target.toLowerCase();
-        if (!this.statements.delete(name) && !this.statements.delete(target)) return null;
-      }
-      return target.toLowerCase() === "all" ? "DEALLOCATE ALL" : "DEALLOCATE";
-    }
-    if (/^discard\s+all$/i.test(sql) && this.txStatus === TxStatus.Idle) {
-      this.statements.clear();
-      return "DISCARD ALL";
-    }
-    return null;
   }
 
   /**
@@ -890,36 +866,6 @@ export class ClientSession implements FrameSink, BackendListener {
     if (replacement !== null) this.writeServerDirect(replacement);
   }
 
-  /** Records a client's named statement under its content-derived server name. */
-  private registerStatement(
-    buf: Buffer,
-    start: number,
-    end: number,
-    nameEnd: number,
-  ): ClientStatement {
-    const clientName = buf.toString("utf8", start + HEADER, nameEnd);
-    const body = buf.subarray(nameEnd + 1, end);
-    const serverName = `pgsc_${createHash("sha1").update(body).digest("hex")}`;
-    const existing = this.statements.get(clientName);
-    if (existing !== undefined && existing.serverName === serverName) return existing;
-    const parse = Buffer.allocUnsafe(HEADER + serverName.length + 1 + body.length);
-    parse[0] = FrontendCode.Parse;
-    parse.writeInt32BE(parse.length - 1, 1);
-    parse.write(serverName, HEADER, "latin1");
-    parse[HEADER + serverName.length] = 0;
-    body.copy(parse, HEADER + serverName.length + 1);
-    const sqlEnd = buf.indexOf(0, nameEnd + 1);
-    const stmt: ClientStatement = {
-      serverName,
-      parse,
-      sql: buf.toString("utf8", nameEnd + 1, sqlEnd),
-      sessionChange:
-        this.route?.mode === "transaction" ? detectSessionState(buf, nameEnd + 1, sqlEnd) : null,
-    };
-    this.statements.set(clientName, stmt);
-    return stmt;
-  }
-
   /** A client Parse of a named statement: give it its content name; skip it where it exists. */
   private parseNamed(
     conn: BackendConnection,
@@ -928,7 +874,13 @@ export class ClientSession implements FrameSink, BackendListener {
     end: number,
     nameEnd: number,
   ): Buffer | null {
-    const stmt = this.registerStatement(buf, start, end, nameEnd);
+    const stmt = this.statements.register(
+      buf,
+      start,
+      end,
+      nameEnd,
+      this.route?.mode === "transaction",
+    );
     const serverName = stmt.serverName;
     if (conn.prepared.has(serverName)) {
       this.ctx.events.statement(this, "hit");
@@ -1400,23 +1352,6 @@ export class ClientSession implements FrameSink, BackendListener {
     );
     this.ctx.sessionClosed(this);
   }
-}
-
-/** Copies a frame with the NUL-terminated name at [nameStart, nameEnd) replaced. */
-function spliceName(
-  buf: Buffer,
-  start: number,
-  end: number,
-  nameStart: number,
-  nameEnd: number,
-  name: string,
-): Buffer {
-  const out = Buffer.allocUnsafe(end - start - (nameEnd - nameStart) + name.length);
-  buf.copy(out, 0, start, nameStart);
-  out.write(name, nameStart - start, "latin1");
-  buf.copy(out, nameStart - start + name.length, nameEnd, end);
-  out.writeInt32BE(out.length - 1, 1);
-  return out;
 }
 
 /** Syncs, Queries and FunctionCalls in a unit: each is owed one ReadyForQuery. */
