@@ -17,10 +17,18 @@ export interface FrameSink {
 }
 
 const HEADER = 5;
+/** The default: nothing streamed. Shared and never written (streamedCodes() makes new arrays). */
+const NONE_STREAMED = new Uint8Array(256);
 
 export class FrameScanner {
-  private readonly header = Buffer.allocUnsafe(HEADER);
+  /**
+   * A header split across chunks, gathered in numbers rather than a Buffer: an idle connection's
+   * scanner then owns no buffer at all (a 5-byte Buffer.allocUnsafe slice would keep an 8 KiB pool
+   * slab alive per idle client).
+   */
   private headerFill = 0;
+  private headerCode = 0;
+  private headerSize = 0;
   /** Reassembly buffer for a split, non-streamed message. */
   private partial: Buffer | null = null;
   private partialFill = 0;
@@ -31,7 +39,7 @@ export class FrameScanner {
   constructor(
     private readonly maxMessageBytes: number,
     /** 256 flags: codes passed on piece by piece instead of reassembled. */
-    private readonly streamed: Uint8Array = new Uint8Array(256),
+    private readonly streamed: Uint8Array = NONE_STREAMED,
   ) {}
 
   /** True when the scanner sits exactly between two messages. */
@@ -65,26 +73,33 @@ export class FrameScanner {
         continue;
       }
       if (this.headerFill > 0 || len - pos < HEADER) {
-        // A header split across chunks: gather its 5 bytes first.
-        const take = Math.min(HEADER - this.headerFill, len - pos);
-        chunk.copy(this.header, this.headerFill, pos, pos + take);
-        this.headerFill += take;
-        pos += take;
+        // A header split across chunks: gather its 5 bytes first (type, then Int32 length).
+        while (this.headerFill < HEADER && pos < len) {
+          const b = chunk[pos++];
+          if (this.headerFill === 0) {
+            this.headerCode = b;
+            this.headerSize = 0;
+          } else this.headerSize = (this.headerSize << 8) | b; // signed, as readInt32BE
+          this.headerFill++;
+        }
         if (this.headerFill < HEADER) break;
         this.headerFill = 0;
-        const code = this.header[0];
-        const size = this.header.readInt32BE(1);
+        const code = this.headerCode;
+        const size = this.headerSize;
         if (!this.checkLength(size, sink)) return;
         if (this.streamed[code] === 1) {
           this.streamRemaining = size - 4;
-          // Deliver the header itself as the first piece (it is a copy: never reused afterwards).
-          const headerCopy = Buffer.from(this.header);
-          sink.onMessage(code, headerCopy, 0, HEADER);
+          // Deliver the header itself as the first piece (a new buffer: never reused afterwards).
+          const header = Buffer.allocUnsafe(HEADER);
+          header[0] = code;
+          header.writeInt32BE(size, 1);
+          sink.onMessage(code, header, 0, HEADER);
           if (this.failed) return;
           if (this.streamRemaining === 0) continue;
         } else {
           this.partial = Buffer.allocUnsafe(size + 1);
-          this.header.copy(this.partial, 0, 0, HEADER);
+          this.partial[0] = code;
+          this.partial.writeInt32BE(size, 1);
           this.partialFill = HEADER;
           if (this.partialFill === this.partial.length) {
             const whole = this.partial;
