@@ -95,6 +95,11 @@ export class Sidecar {
     }
     this.janitor = setInterval(() => {
       for (const pool of this.pools.values()) pool.sweep();
+      const idleLimit = this.config.client_idle_timeout;
+      if (idleLimit > 0) {
+        const now = Date.now();
+        for (const s of [...this.sessions]) s.closeIfIdleFor(idleLimit, now);
+      }
     }, 1000);
     this.janitor.unref();
     // Open min_pool_size servers for the configured databases and upstream user up front.

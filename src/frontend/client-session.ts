@@ -151,6 +151,8 @@ export class ClientSession implements FrameSink, BackendListener {
   /** Discard the client's messages up to the next Sync (after an error we reported). */
   private skipToSync = false;
   private closing = false;
+  /** When the client last sent anything (client_idle_timeout). */
+  lastActivityAt = Date.now();
 
   constructor(
     socket: net.Socket,
@@ -185,6 +187,7 @@ export class ClientSession implements FrameSink, BackendListener {
   }
 
   private onData(chunk: Buffer): void {
+    this.lastActivityAt = Date.now();
     this.ctx.events.bytes("in", chunk.length);
     if (this.state === SessionState.Startup) this.onStartupData(chunk);
     else this.scanner.push(chunk, this);
@@ -1306,6 +1309,21 @@ export class ClientSession implements FrameSink, BackendListener {
   }
 
   // --- cancel and close ---------------------------------------------------------------------------
+
+  /** client_idle_timeout: closes a client idle (no transaction, no server) for longer than `ms`. */
+  closeIfIdleFor(ms: number, now: number): void {
+    if (this.state !== SessionState.Idle || this.lease !== null || this.txStatus !== TxStatus.Idle)
+      return;
+    if (now - this.lastActivityAt <= ms) return;
+    this.fatal(
+      new ProxyError(
+        "client_idle_timeout",
+        "57P05",
+        "terminating connection due to idle-session timeout (client_idle_timeout)",
+        "FATAL",
+      ),
+    );
+  }
 
   cancelCurrent(): void {
     if (this.lease && !this.lease.expected.empty) this.lease.cancel();
