@@ -202,6 +202,20 @@ export function perClientKiB(i: IdleResult): number {
   return i.opened > 0 ? (i.rssAfterKiB - i.rssBeforeKiB) / i.opened : Number.NaN;
 }
 
+/**
+ * A Markdown table with its columns padded, as `biome format` lays them out, so that a
+ * regenerated RESULTS.md passes `npm run lint` unchanged. `align`: "l" or "r" per column.
+ */
+function table(header: string[], align: string, rows: string[][]): string[] {
+  const cell = (c: string) => c.replaceAll("|", "\\|");
+  const all = [header, ...rows].map((r) => r.map(cell));
+  const width = header.map((_, i) => Math.max(3, ...all.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) =>
+    `| ${width.map((w, i) => (align[i] === "r" ? (r[i] ?? "").padStart(w) : (r[i] ?? "").padEnd(w))).join(" | ")} |`;
+  const rule = `| ${width.map((w, i) => (align[i] === "r" ? `${"-".repeat(w - 1)}:` : "-".repeat(w))).join(" | ")} |`;
+  return [line(all[0]), rule, ...all.slice(1).map(line)];
+}
+
 export function markdown(r: BenchReport): string {
   const m = r.machine;
   const lines: string[] = [];
@@ -216,10 +230,7 @@ export function markdown(r: BenchReport): string {
     "",
   );
   const sidecars = r.targets.filter((t) => t.startsWith("pgsidecar"));
-  lines.push(
-    "| Scenario | Target | TPS (min–max) | vs PgBouncer | vs direct | avg ms | p99 ms | proxy CPU ms / 1k tx | CPU vs PgBouncer | proxy CPU % of a core |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-  );
+  const rows: string[][] = [];
   for (const s of r.scenarios) {
     const direct = summarize(r.cells.get(cellKey(s.id, "postgres")));
     const bouncer = summarize(r.cells.get(cellKey(s.id, "pgbouncer")));
@@ -227,62 +238,100 @@ export function markdown(r: BenchReport): string {
       const x = summarize(r.cells.get(cellKey(s.id, t)));
       if (!x) continue;
       if (!x.ok) {
-        lines.push(
-          `| ${s.label} | ${t} | fails: ${(x.error ?? "?").replaceAll("|", "\\|").slice(0, 120)} | | | | | | | |`,
-        );
+        rows.push([
+          s.label,
+          t,
+          `fails: ${(x.error ?? "?").slice(0, 120)}`,
+          "",
+          "",
+          "",
+          "",
+          "",
+          "",
+          "",
+        ]);
         continue;
       }
       const isProxy = t !== "postgres";
       const range = x.okRuns > 1 ? ` (${f(x.tpsMin)}–${f(x.tpsMax)})` : "";
       const partial = x.okRuns < x.runs ? ` [${x.okRuns}/${x.runs} runs ok]` : "";
-      lines.push(
-        [
-          "",
-          s.label,
-          t,
-          `${f(x.tps)}${range}${partial}`,
-          t === "pgbouncer" ? "1.00×" : bouncer?.ok ? ratio(x.tps, bouncer.tps) : "–",
-          t === "postgres" ? "1.00×" : direct?.ok ? ratio(x.tps, direct.tps) : "–",
-          f(x.avgMs, 2),
-          f(x.p99Ms, 2),
-          isProxy ? f(x.cpuPer1k, 0) : "–",
-          isProxy && bouncer?.ok ? ratio(x.cpuPer1k, bouncer.cpuPer1k) : "–",
-          isProxy ? f(x.cpuPct, 0) : "–",
-          "",
-        ]
-          .join(" | ")
-          .trim(),
-      );
+      rows.push([
+        s.label,
+        t,
+        `${f(x.tps)}${range}${partial}`,
+        t === "pgbouncer" ? "1.00×" : bouncer?.ok ? ratio(x.tps, bouncer.tps) : "–",
+        t === "postgres" ? "1.00×" : direct?.ok ? ratio(x.tps, direct.tps) : "–",
+        f(x.avgMs, 2),
+        f(x.p99Ms, 2),
+        isProxy ? f(x.cpuPer1k, 0) : "–",
+        isProxy && bouncer?.ok ? ratio(x.cpuPer1k, bouncer.cpuPer1k) : "–",
+        isProxy ? f(x.cpuPct, 0) : "–",
+      ]);
     }
   }
-  lines.push("");
+  lines.push(
+    ...table(
+      [
+        "Scenario",
+        "Target",
+        "TPS (min–max)",
+        "vs PgBouncer",
+        "vs direct",
+        "avg ms",
+        "p99 ms",
+        "proxy CPU ms / 1k tx",
+        "CPU vs PgBouncer",
+        "proxy CPU % of a core",
+      ],
+      "llrrrrrrrr",
+      rows,
+    ),
+    "",
+  );
   if (r.idle.length > 0) {
+    const idleRows = r.idle.map((i) => [
+      i.target,
+      f(i.clients),
+      f(i.opened),
+      f(i.rssBeforeKiB),
+      f(i.rssAfterKiB),
+      `${f(perClientKiB(i), 2)} KiB`,
+      i.failed + i.dropped === 0 && i.probeAnswered === i.probeAsked
+        ? `none (${i.probeAnswered}/${i.probeAsked} probes answered)`
+        : `${i.failed} failed, ${i.dropped} dropped, ${i.probeAnswered}/${i.probeAsked} probes${i.firstError ? `: ${i.firstError}` : ""}`,
+    ]);
     lines.push(
       "## Idle clients",
       "",
-      "| Target | Clients | Logged in | RSS before (KiB) | RSS after (KiB) | RSS per idle client | Errors |",
-      "|---|---:|---:|---:|---:|---:|---|",
+      ...table(
+        [
+          "Target",
+          "Clients",
+          "Logged in",
+          "RSS before (KiB)",
+          "RSS after (KiB)",
+          "RSS per idle client",
+          "Errors",
+        ],
+        "lrrrrrl",
+        idleRows,
+      ),
+      "",
     );
-    for (const i of r.idle) {
-      const errors =
-        i.failed + i.dropped === 0 && i.probeAnswered === i.probeAsked
-          ? `none (${i.probeAnswered}/${i.probeAsked} probes answered)`
-          : `${i.failed} failed, ${i.dropped} dropped, ${i.probeAnswered}/${i.probeAsked} probes${i.firstError ? `: ${i.firstError}` : ""}`;
-      lines.push(
-        `| ${i.target} | ${f(i.clients)} | ${f(i.opened)} | ${f(i.rssBeforeKiB)} | ${f(i.rssAfterKiB)} | ${f(perClientKiB(i), 2)} KiB | ${errors} |`,
-      );
-    }
-    lines.push("");
   }
   for (const sc of sidecars) {
     const cs = checks(r, sc);
     if (cs.length === 0) continue;
-    lines.push(`## Targets (${sc})`, "", "| Target | Measured | |", "|---|---|---|");
-    for (const c of cs)
-      lines.push(
-        `| ${c.what} | ${c.value} | ${c.pass === null ? "" : c.pass ? "met" : "**not met**"} |`,
-      );
-    lines.push("");
+    lines.push(
+      `## Targets (${sc})`,
+      "",
+      ...table(
+        ["Target", "Measured", ""],
+        "lll",
+        cs.map((c) => [c.what, c.value, c.pass === null ? "" : c.pass ? "met" : "**not met**"]),
+      ),
+      "",
+    );
   }
   if (r.notes.length > 0) {
     lines.push("## Notes", "", ...r.notes.map((n) => `- ${n}`), "");
