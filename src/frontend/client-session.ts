@@ -151,6 +151,9 @@ export class ClientSession implements FrameSink, BackendListener {
   /** Discard the client's messages up to the next Sync (after an error we reported). */
   private skipToSync = false;
   private closing = false;
+  /** A client chunk is being scanned (server writes are corked until its end). */
+  private scanning = false;
+  private corkedServer: BackendConnection | null = null;
   /** When the client last sent anything (client_idle_timeout). */
   lastActivityAt = Date.now();
 
@@ -190,7 +193,12 @@ export class ClientSession implements FrameSink, BackendListener {
     this.lastActivityAt = Date.now();
     this.ctx.events.bytes("in", chunk.length);
     if (this.state === SessionState.Startup) this.onStartupData(chunk);
-    else this.scanner.push(chunk, this);
+    else {
+      this.scanning = true;
+      this.scanner.push(chunk, this);
+      this.scanning = false;
+      this.uncorkServer();
+    }
   }
 
   // --- startup -----------------------------------------------------------------------------------
@@ -506,6 +514,7 @@ export class ClientSession implements FrameSink, BackendListener {
   onChunkEnd(): void {
     this.endInputRun();
     this.flushServerRun();
+    this.uncorkServer();
     this.lease?.flushSimulated();
     this.flushClient();
   }
@@ -752,6 +761,7 @@ export class ClientSession implements FrameSink, BackendListener {
     this.state = SessionState.Active;
     conn.listener = this;
     if (this.clientBlocked) conn.pauseReading();
+    this.corkServer(conn); // settings, injected Parses and the held unit in one write
     this.applySettings(conn);
     // Send everything the unit holds so far, frame by frame (names may need rewriting).
     this.endInputRun();
@@ -764,6 +774,7 @@ export class ClientSession implements FrameSink, BackendListener {
       }
     }
     this.flushServerRun();
+    if (!this.scanning) this.uncorkServer(); // else at the end of the client chunk
     if (this.unitBytes > (this.route?.retry.bufferBytes ?? 0)) {
       this.unitOverflow = true;
       this.unit = [];
@@ -973,6 +984,9 @@ export class ClientSession implements FrameSink, BackendListener {
   private writeServerDirect(bytes: Buffer): void {
     const conn = this.lease;
     if (conn === null) return;
+    // Everything one client chunk produces (a rewritten Bind, an injected Parse, the ranges
+    // between them) leaves in one writev at the chunk's end.
+    if (this.scanning) this.corkServer(conn);
     if (!conn.write(bytes) && this.serverBlocked === null) {
       // The server's buffer is full: stop reading the client until that server drains (or is
       // gone: a dead server never drains, so loss and release unblock too).
@@ -980,6 +994,20 @@ export class ClientSession implements FrameSink, BackendListener {
       this.socket.pause();
       conn.onDrain(() => this.unblockServer(conn));
     }
+  }
+
+  private corkServer(conn: BackendConnection): void {
+    if (this.corkedServer === conn) return;
+    this.uncorkServer();
+    conn.cork();
+    this.corkedServer = conn;
+  }
+
+  private uncorkServer(): void {
+    const conn = this.corkedServer;
+    if (conn === null) return;
+    this.corkedServer = null;
+    conn.uncork();
   }
 
   private unblockServer(conn: BackendConnection): void {

@@ -79,6 +79,11 @@ export class ClientStatements {
    */
   applySql(buf: Buffer, start: number, end: number, outsideTransaction: boolean): string | null {
     if (end - start > 200) return null;
+    // Most queries are something else: decide on the first non-blank byte before decoding.
+    let i = start;
+    while (i < end && (buf[i] === 0x20 || buf[i] === 0x0a || buf[i] === 0x09 || buf[i] === 0x0d))
+      i++;
+    if ((buf[i] | 0x20) !== 0x64) return null; // 'd': DEALLOCATE / DISCARD
     const sql = buf.toString("utf8", start, end).trim().replace(/;\s*$/, "");
     const m = /^deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[^\s;]+)$/i.exec(sql);
     if (m) {
