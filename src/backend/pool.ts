@@ -144,17 +144,7 @@ export class Pool {
 
   /** Returns a server after a unit of work. It must be idle (ReadyForQuery 'I', nothing owed). */
   release(conn: BackendConnection): void {
-    this.active.delete(conn);
-    conn.listener = null;
-    if (conn.unsynced) {
-      this.releaseDirty(conn);
-      return;
-    }
-    if (conn.bad || conn.isClosed) {
-      conn.destroy(conn.closeReason ?? DisconnectReason.Network);
-      this.dispatch();
-      return;
-    }
+    if (!this.takeBack(conn)) return;
     if (!conn.expected.empty || conn.txStatus !== TxStatus.Idle || conn.pins.size > 0) {
       this.cleanAndRelease(
         conn,
@@ -165,19 +155,28 @@ export class Pool {
     this.toIdle(conn);
   }
 
-  /** Returns a server after a session (session mode): reset it first with server_reset_query. */
-  releaseAfterSession(conn: BackendConnection): void {
+  /**
+   * First step of every return: the server leaves `active`; one with unsynced extended-protocol
+   * work is cleaned as dirty and one that is broken is closed (false: nothing more to do).
+   */
+  private takeBack(conn: BackendConnection): boolean {
     this.active.delete(conn);
     conn.listener = null;
     if (conn.unsynced) {
       this.releaseDirty(conn);
-      return;
+      return false;
     }
     if (conn.bad || conn.isClosed) {
       conn.destroy(conn.closeReason ?? DisconnectReason.Network);
       this.dispatch();
-      return;
+      return false;
     }
+    return true;
+  }
+
+  /** Returns a server after a session (session mode): reset it first with server_reset_query. */
+  releaseAfterSession(conn: BackendConnection): void {
+    if (!this.takeBack(conn)) return;
     const reset = this.settings.resetQuery;
     const sql = conn.txStatus !== TxStatus.Idle ? `ROLLBACK; ${reset}` : reset;
     if (!sql.trim() && conn.expected.empty && conn.txStatus === TxStatus.Idle) this.toIdle(conn);
