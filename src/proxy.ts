@@ -196,7 +196,11 @@ export class Sidecar {
     this.log.info({ pools: this.pools.size, log_level: next.log_level }, "configuration reloaded");
   }
 
+  /** track_extra_parameters, lower-cased once per (re)load rather than per use. */
+  private trackExtra: ReadonlySet<string> = new Set();
+
   private applyConfig(c: Config): void {
+    this.trackExtra = new Set(c.track_extra_parameters.map((p) => p.toLowerCase()));
     const users = new Map<string, KnownUser>();
     for (const u of c.users) {
       const old = this.users.get(u.name);
@@ -418,7 +422,7 @@ export class Sidecar {
         return proxy.config.max_prepared_statements;
       },
       get trackExtraParameters() {
-        return new Set(proxy.config.track_extra_parameters.map((p) => p.toLowerCase()));
+        return proxy.trackExtra;
       },
       get tls() {
         return proxy.tlsContext;
