@@ -28,7 +28,7 @@ describe("node-postgres Pool, 50 clients, transaction pooling with pool_size 3",
         pool.query("SELECT $1::int * 2 AS v, $2::text AS t", [i, `x${i}`]),
       ),
     );
-    results.forEach((r, i) => expect(r.rows[0]).toEqual({ v: i * 2, t: `x${i}` }));
+    for (const [i, r] of results.entries()) expect(r.rows[0]).toEqual({ v: i * 2, t: `x${i}` });
   });
 
   it("BEGIN/COMMIT and BEGIN/ROLLBACK keep their effects and isolation", async () => {
