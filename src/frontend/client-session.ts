@@ -12,6 +12,7 @@ import { Action } from "../backend/expected-responses.js";
 import type { Pool, Waiter } from "../backend/pool.js";
 import { DisconnectReason, lostConnectionError, ProxyError, type ServerError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { ByteRun } from "../protocol/byte-run.js";
 import { FrontendCode, TxStatus } from "../protocol/codes.js";
 import { FrameScanner, type FrameSink } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
@@ -136,12 +137,9 @@ export class ClientSession implements FrameSink, BackendListener {
   private unitOpen = false;
   private replays = 0;
   /** Ranges of the chunk being scanned, not yet appended to `unit` / written to the server. */
-  private inBuf: Buffer | null = null;
-  private inStart = 0;
-  private inEnd = 0;
-  private outBuf: Buffer | null = null;
-  private outStart = 0;
-  private outEnd = 0;
+  private readonly input = new ByteRun();
+  /** Reply ranges for the client, written (or held) at the chunk's end. */
+  private readonly output = new ByteRun();
   private clientCorked = false;
   private clientBlocked = false;
   /** The server whose full write buffer keeps us from reading the client. */
@@ -706,23 +704,18 @@ export class ClientSession implements FrameSink, BackendListener {
       this.unitOverflow = false;
       this.replays = 0;
     }
-    if (this.inBuf === buf && this.inEnd === start) {
-      this.inEnd = end;
-      return;
-    }
-    this.endInputRun();
-    this.inBuf = buf;
-    this.inStart = start;
-    this.inEnd = end;
+    const previous = this.input.add(buf, start, end);
+    if (previous !== null) this.keepInput(previous);
   }
 
   private endInputRun(): void {
-    const b = this.inBuf;
-    if (b === null) return;
-    this.inBuf = null;
+    const range = this.input.take();
+    if (range !== null) this.keepInput(range);
+  }
+
+  /** Adds a range of client frames to the unit (the replay copy) while it may be replayed. */
+  private keepInput(range: Buffer): void {
     if (this.unitOverflow && this.lease !== null) return; // no longer replayable: nothing to keep
-    const range =
-      this.inStart === 0 && this.inEnd === b.length ? b : b.subarray(this.inStart, this.inEnd);
     this.unit.push(range);
     this.unitBytes += range.length;
     if (this.unitBytes <= (this.route?.retry.bufferBytes ?? 0)) return;
@@ -789,9 +782,7 @@ export class ClientSession implements FrameSink, BackendListener {
   }
 
   // Writes to the server are coalesced: one range per client chunk unless a frame is rewritten.
-  private serverRunBuf: Buffer | null = null;
-  private serverRunStart = 0;
-  private serverRunEnd = 0;
+  private readonly serverRun = new ByteRun();
 
   /**
    * Queues the replies a client frame owes and writes it to the server, rewriting statement names
@@ -873,7 +864,8 @@ export class ClientSession implements FrameSink, BackendListener {
         break;
     }
     if (replacement === undefined) {
-      this.serverRun(buf, start, end);
+      const previous = this.serverRun.add(buf, start, end);
+      if (previous !== null) this.writeServerDirect(previous);
       return;
     }
     this.flushServerRun();
@@ -959,26 +951,9 @@ export class ClientSession implements FrameSink, BackendListener {
     else conn.pins.delete(change.unpin);
   }
 
-  /** Extends the pending server write with a range of a client chunk. */
-  private serverRun(buf: Buffer, start: number, end: number): void {
-    if (this.serverRunBuf === buf && this.serverRunEnd === start) {
-      this.serverRunEnd = end;
-      return;
-    }
-    this.flushServerRun();
-    this.serverRunBuf = buf;
-    this.serverRunStart = start;
-    this.serverRunEnd = end;
-  }
   private flushServerRun(): void {
-    const b = this.serverRunBuf;
-    if (b === null) return;
-    this.serverRunBuf = null;
-    this.writeServerDirect(
-      this.serverRunStart === 0 && this.serverRunEnd === b.length
-        ? b
-        : b.subarray(this.serverRunStart, this.serverRunEnd),
-    );
+    const range = this.serverRun.take();
+    if (range !== null) this.writeServerDirect(range);
   }
 
   private writeServerDirect(bytes: Buffer): void {
@@ -1041,14 +1016,8 @@ export class ClientSession implements FrameSink, BackendListener {
   forward(buf: Buffer, start: number, end: number): void {
     this.unitReplied = true;
     if (!this.holding) this.unitForwarded = true;
-    if (this.outBuf === buf && this.outEnd === start) {
-      this.outEnd = end;
-      return;
-    }
-    this.flushOut();
-    this.outBuf = buf;
-    this.outStart = start;
-    this.outEnd = end;
+    const previous = this.output.add(buf, start, end);
+    if (previous !== null) this.emit(previous);
   }
 
   forwardAsync(buf: Buffer, start: number, end: number): void {
@@ -1240,11 +1209,12 @@ export class ClientSession implements FrameSink, BackendListener {
   // --- writing to the client -------------------------------------------------------------------
 
   private flushOut(): void {
-    const b = this.outBuf;
-    if (b === null) return;
-    this.outBuf = null;
-    const range =
-      this.outStart === 0 && this.outEnd === b.length ? b : b.subarray(this.outStart, this.outEnd);
+    const range = this.output.take();
+    if (range !== null) this.emit(range);
+  }
+
+  /** A reply range leaves for the client, or is held back until the unit's ReadyForQuery. */
+  private emit(range: Buffer): void {
     if (this.holding) this.hold(range);
     else this.writeClient(range);
   }
@@ -1273,7 +1243,7 @@ export class ClientSession implements FrameSink, BackendListener {
 
   /** The server died: what it said about this unit never reaches the client. */
   private dropHeld(): void {
-    this.outBuf = null;
+    this.output.clear();
     this.held = [];
     this.heldBytes = 0;
   }
