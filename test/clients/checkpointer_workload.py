@@ -2,9 +2,14 @@
 
 Each operation reads the latest checkpoint of a thread, upserts a checkpoint row, then writes two
 "writes" rows in one pipeline (as the Python checkpointer's put_writes does). An operation is
-retried up to 3 times on any psycopg error, as LangGraph's runner does. Every acknowledged
-checkpoint key is reported so the test can check that nothing acknowledged was lost and that no
-write was applied more often than the client attempted it.
+retried up to 3 times on any psycopg error, as LangGraph's runner does.
+
+Every operation is reported, acknowledged or not, with how many times the client sent the
+checkpoint upsert and the pipelined writes (each send applies its rows at most once; every upsert
+counts its applications in an `applied` column). The test then checks, in both tables, that every
+acknowledged row is present and that no row was applied more often than the client sent it.
+An operation is acknowledged when all its statements returned without error: the checkpoint upsert
+and both pipelined writes (the pipeline block exits only once their results and Sync arrived).
 
 Env: DSN, DURATION (seconds), TASKS. Prints one JSON object.
 """
@@ -35,7 +40,8 @@ UPSERT_CHECKPOINT = (
 )
 UPSERT_WRITE = (
     "INSERT INTO checkpoint_writes (thread_id, checkpoint_id, idx, value) VALUES (%s, %s, %s, %s) "
-    "ON CONFLICT (thread_id, checkpoint_id, idx) DO UPDATE SET value = EXCLUDED.value"
+    "ON CONFLICT (thread_id, checkpoint_id, idx) DO UPDATE SET value = EXCLUDED.value, "
+    "applied = checkpoint_writes.applied + 1"
 )
 
 # Errors that mean the connection itself broke (what the seed's users saw): never expected here.
@@ -46,7 +52,8 @@ CLOSED_MARKERS = ("server closed the connection", "consuming input failed", "the
 async def main() -> None:
     stats = {"ops": 0, "failed_ops": 0, "read_errors": 0, "write_errors": 0, "closed_errors": 0,
              "errors_by_sqlstate": {}, "first_errors": [], "latencies_ms": []}
-    acked: list[list] = []
+    # [thread, checkpoint_id, checkpoint upserts sent, write pipelines sent, acknowledged]
+    operations: list[list] = []
     pool = AsyncConnectionPool(
         DSN, max_size=30, min_size=2, open=False,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
@@ -66,6 +73,8 @@ async def main() -> None:
 
     async def operation(thread: str, cp: int) -> None:
         started = time.monotonic()
+        op = [thread, cp, 0, 0, False]
+        operations.append(op)
         for attempt in range(1, 4):
             during = "read"
             try:
@@ -73,11 +82,13 @@ async def main() -> None:
                     cur = await conn.execute(SELECT_LATEST, (thread,))
                     await cur.fetchall()
                     during = "write"
+                    op[2] += 1
                     await conn.execute(UPSERT_CHECKPOINT, (thread, cp, Jsonb({"step": cp, "attempt": attempt})))
+                    op[3] += 1
                     async with conn.pipeline():
                         await conn.execute(UPSERT_WRITE, (thread, cp, 0, f"a{cp}"))
                         await conn.execute(UPSERT_WRITE, (thread, cp, 1, f"b{cp}"))
-                acked.append([thread, cp, attempt])
+                op[4] = True
                 stats["ops"] += 1
                 stats["latencies_ms"].append((time.monotonic() - started) * 1000)
                 return
@@ -99,7 +110,7 @@ async def main() -> None:
     lat = sorted(stats.pop("latencies_ms"))
     pct = lambda p: round(lat[min(len(lat) - 1, int(len(lat) * p))], 2) if lat else None  # noqa: E731
     stats["p50_ms"], stats["p99_ms"] = pct(0.5), pct(0.99)
-    stats["acked"] = acked
+    stats["operations"] = operations
     print(json.dumps(stats))
 
 

@@ -1,7 +1,16 @@
 // Fault-injection scenarios: a throwaway cluster, the sidecar in front of it (optionally through
 // a relay), workloads through the sidecar (W1 psycopg checkpointer mix, W2 node-postgres mix with
 // explicit transactions, W3 pgbench -M extended) and one fault repeated for a bounded time.
+//
+// Data safety is checked row by row after every scenario: each workload reports, for every row it
+// wrote, how many times the client sent the statement writing it and whether the client got it
+// acknowledged; every write statement counts its applications in the row (`applied`, or one
+// w3_ledger row per application). Lost = acknowledged, but absent. Duplicated = applied more often
+// than the client sent it (a replay by the proxy), or present though never sent.
 
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { type PgCluster, pgBinDir, startCluster } from "./pg-cluster.js";
@@ -37,12 +46,20 @@ export interface WorkloadResult {
   p99Ms: number | null;
   /** Acknowledged writes that are not in the database afterwards. Expected 0. */
   lostWrites: number;
-  /** Writes applied more times than the client attempted them (a proxy replay of a write). */
+  /**
+   * Writes applied more times than the client sent them (a proxy replay of a write), or present
+   * though never sent. Expected 0 unless the retry policy is `all` (which replays writes).
+   */
   duplicatedWrites: number;
+  /** Acknowledged writes looked for after the run (0 means nothing was verified). */
+  checkedWrites: number;
+  /** The first lost or duplicated rows, named, for the report. */
+  writeProblems: string[];
 }
 
 export interface ScenarioResult {
   name: string;
+  retry: "off" | "safe" | "all";
   workloads: Partial<Record<Workload, WorkloadResult>>;
   replays: Record<string, number>;
   serversClosed: Record<string, number>;
@@ -163,7 +180,10 @@ export async function prepareCluster(conf?: Record<string, string | number>): Pr
     CREATE TABLE checkpoints (thread_id text, checkpoint_id int, data jsonb, applied int NOT NULL DEFAULT 1,
                               PRIMARY KEY (thread_id, checkpoint_id));
     CREATE TABLE checkpoint_writes (thread_id text, checkpoint_id int, idx int, value text,
-                                    PRIMARY KEY (thread_id, checkpoint_id, idx));`);
+                                    applied int NOT NULL DEFAULT 1,
+                                    PRIMARY KEY (thread_id, checkpoint_id, idx));
+    -- W3's ledger: one row per application of a pgbench transaction (client, its n-th transaction).
+    CREATE TABLE w3_ledger (client_id int NOT NULL, n int NOT NULL);`);
   await c.end();
   return cluster;
 }
@@ -222,6 +242,7 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     await stopFault();
     const result: ScenarioResult = {
       name: opts.name,
+      retry: opts.retry ?? "safe",
       workloads: {},
       replays: await counterByLabel(proxy, "pgsidecar_replays_total", "outcome"),
       serversClosed: await counterByLabel(
@@ -257,15 +278,34 @@ async function counterByLabel(
   return out;
 }
 
-interface Acked {
-  thread: string;
-  cp: number;
-  attempts: number;
+/** Tables the workloads write, each row keyed as `${table}:${key columns joined by /}`. */
+type WriteTable = "checkpoints" | "checkpoint_writes" | "w3_ledger";
+
+/** One row a workload wrote (or tried to). */
+interface RowWrite {
+  key: string;
+  /** How many times the client sent the statement that writes this row. */
+  sent: number;
+  /** The client got the row's write acknowledged (its operation completed without error). */
+  acked: boolean;
 }
 
-const ackedByWorkload = new WeakMap<WorkloadResult, Acked[]>();
+const writesByWorkload = new WeakMap<WorkloadResult, RowWrite[]>();
 
-/** Every acknowledged write is present, and none was applied more often than attempted. */
+const rowKey = (table: WriteTable, ...parts: Array<string | number>) =>
+  `${table}:${parts.join("/")}`;
+
+/** Which workload wrote a row: by its thread prefix (w1-, w2-), and w3_ledger is W3's. */
+function rowOwner(key: string): Workload | null {
+  if (key.startsWith("w3_ledger:")) return "w3";
+  const m = /^checkpoint(?:s|_writes):(w[12])-/.exec(key);
+  return m ? (m[1] as Workload) : null;
+}
+
+/**
+ * Every acknowledged write is present, and no row was applied more often than its client sent it.
+ * Rows no workload claims to have sent count as duplicated (applied, never sent).
+ */
 async function checkWrites(cluster: PgCluster, result: ScenarioResult): Promise<void> {
   const c = new pg.Client({
     host: cluster.host,
@@ -275,18 +315,46 @@ async function checkWrites(cluster: PgCluster, result: ScenarioResult): Promise<
     database: APP_DB,
   });
   await c.connect();
-  const { rows } = await c.query("SELECT thread_id, checkpoint_id, applied FROM checkpoints");
-  await c.end();
   const applied = new Map<string, number>();
-  for (const r of rows) applied.set(`${r.thread_id}/${r.checkpoint_id}`, r.applied);
+  try {
+    for (const r of (await c.query("SELECT thread_id, checkpoint_id, applied FROM checkpoints"))
+      .rows)
+      applied.set(rowKey("checkpoints", r.thread_id, r.checkpoint_id), r.applied);
+    for (const r of (
+      await c.query("SELECT thread_id, checkpoint_id, idx, applied FROM checkpoint_writes")
+    ).rows)
+      applied.set(rowKey("checkpoint_writes", r.thread_id, r.checkpoint_id, r.idx), r.applied);
+    for (const r of (
+      await c.query("SELECT client_id, n, count(*)::int AS applied FROM w3_ledger GROUP BY 1, 2")
+    ).rows)
+      applied.set(rowKey("w3_ledger", r.client_id, r.n), r.applied);
+  } finally {
+    await c.end();
+  }
+  const note = (w: WorkloadResult, problem: string) => {
+    if (w.writeProblems.length < 8) w.writeProblems.push(problem);
+  };
+  const sentByKey = new Map<string, number>();
   for (const w of Object.values(result.workloads)) {
-    const acked = w ? ackedByWorkload.get(w) : undefined;
-    if (!w || !acked) continue;
-    for (const a of acked) {
-      const n = applied.get(`${a.thread}/${a.cp}`);
-      if (n === undefined) w.lostWrites++;
-      else if (n > a.attempts) w.duplicatedWrites++;
+    const writes = w ? writesByWorkload.get(w) : undefined;
+    if (!w || !writes) continue;
+    for (const row of writes) {
+      sentByKey.set(row.key, (sentByKey.get(row.key) ?? 0) + row.sent);
+      if (!row.acked) continue;
+      w.checkedWrites++;
+      if (!applied.has(row.key)) {
+        w.lostWrites++;
+        note(w, `lost: ${row.key} (acknowledged after ${row.sent} sends)`);
+      }
     }
+  }
+  for (const [key, n] of applied) {
+    const sent = sentByKey.get(key) ?? 0;
+    const owner = rowOwner(key);
+    const w = owner ? result.workloads[owner] : undefined;
+    if (!w || n <= sent) continue;
+    w.duplicatedWrites++;
+    note(w, `applied ${n} times, sent ${sent}: ${key}`);
   }
 }
 
@@ -303,6 +371,8 @@ function emptyResult(): WorkloadResult {
     p99Ms: null,
     lostWrites: 0,
     duplicatedWrites: 0,
+    checkedWrites: 0,
+    writeProblems: [],
   };
 }
 
@@ -325,21 +395,24 @@ async function runW1(url: string, seconds: number): Promise<WorkloadResult> {
     p50Ms: j.p50_ms,
     p99Ms: j.p99_ms,
   };
-  ackedByWorkload.set(
-    result,
-    (j.acked as Array<[string, number, number]>).map(([thread, cp, attempts]) => ({
-      thread,
-      cp,
-      attempts,
-    })),
-  );
+  // [thread, checkpoint_id, checkpoint upserts sent, write pipelines sent, acknowledged]: the
+  // checkpoint row, and the two pipelined checkpoint_writes rows (idx 0 and 1).
+  const writes: RowWrite[] = [];
+  for (const [thread, cp, cpSent, writesSent, acked] of j.operations as Array<
+    [string, number, number, number, boolean]
+  >) {
+    writes.push({ key: rowKey("checkpoints", thread, cp), sent: cpSent, acked });
+    for (const idx of [0, 1])
+      writes.push({ key: rowKey("checkpoint_writes", thread, cp, idx), sent: writesSent, acked });
+  }
+  writesByWorkload.set(result, writes);
   return result;
 }
 
 /** W2: node-postgres Pool, the same mix, every third operation inside BEGIN ... COMMIT. */
 async function runW2(proxy: TestProxy, seconds: number): Promise<WorkloadResult> {
   const result = emptyResult();
-  const acked: Acked[] = [];
+  const writes: RowWrite[] = [];
   const latencies: number[] = [];
   const pool = new pg.Pool({
     ...proxy.pgConfig({ user: APP_USER, password: APP_PASSWORD, database: APP_DB }),
@@ -363,6 +436,17 @@ async function runW2(proxy: TestProxy, seconds: number): Promise<WorkloadResult>
     const thread = `w2-t${n}`;
     for (let cp = 1; Date.now() < deadline; cp++) {
       const started = performance.now();
+      const checkpoint: RowWrite = {
+        key: rowKey("checkpoints", thread, cp),
+        sent: 0,
+        acked: false,
+      };
+      const write: RowWrite = {
+        key: rowKey("checkpoint_writes", thread, cp, 0),
+        sent: 0,
+        acked: false,
+      };
+      writes.push(checkpoint, write);
       let done = false;
       for (let attempt = 1; attempt <= 3 && !done; attempt++) {
         const client = await pool.connect().catch((e: Error) => {
@@ -379,16 +463,19 @@ async function runW2(proxy: TestProxy, seconds: number): Promise<WorkloadResult>
           );
           during = "write";
           if (explicit) await client.query("BEGIN");
+          checkpoint.sent++;
           await client.query(
             "INSERT INTO checkpoints (thread_id, checkpoint_id, data) VALUES ($1, $2, $3) ON CONFLICT (thread_id, checkpoint_id) DO UPDATE SET data = EXCLUDED.data, applied = checkpoints.applied + 1",
             [thread, cp, JSON.stringify({ step: cp })],
           );
+          write.sent++;
           await client.query(
-            "INSERT INTO checkpoint_writes (thread_id, checkpoint_id, idx, value) VALUES ($1, $2, 0, $3) ON CONFLICT (thread_id, checkpoint_id, idx) DO UPDATE SET value = EXCLUDED.value",
+            "INSERT INTO checkpoint_writes (thread_id, checkpoint_id, idx, value) VALUES ($1, $2, 0, $3) ON CONFLICT (thread_id, checkpoint_id, idx) DO UPDATE SET value = EXCLUDED.value, applied = checkpoint_writes.applied + 1",
             [thread, cp, `a${cp}`],
           );
           if (explicit) await client.query("COMMIT");
-          acked.push({ thread, cp, attempts: attempt });
+          checkpoint.acked = true;
+          write.acked = true;
           result.ops++;
           latencies.push(performance.now() - started);
           done = true;
@@ -417,46 +504,120 @@ async function runW2(proxy: TestProxy, seconds: number): Promise<WorkloadResult>
       : null;
   result.p50Ms = pct(0.5);
   result.p99Ms = pct(0.99);
-  ackedByWorkload.set(result, acked);
+  writesByWorkload.set(result, writes);
   return result;
+}
+
+const W3_CLIENTS = 8;
+
+/**
+ * W3's script: pgbench's built-in tpcb-like transaction (-b tpcb-like), plus one w3_ledger row that
+ * names the transaction: (pgbench client id, n), n counting that client's transactions from 1
+ * (pgbench variables live as long as the client, and `-D n=0` starts them at 0; without
+ * --max-tries a transaction is never rerun, so each n is sent at most once).
+ */
+const W3_SCRIPT = `\\set n :n + 1
+\\set aid random(1, 100000 * :scale)
+\\set bid random(1, 1 * :scale)
+\\set tid random(1, 10 * :scale)
+\\set delta random(-5000, 5000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+INSERT INTO w3_ledger (client_id, n) VALUES (:client_id, :n);
+END;
+`;
+
+/**
+ * What W3's clients sent and had acknowledged, from pgbench's per-transaction log (-l): one line
+ * per finished transaction, "client_id transaction_no time ...", in order per client, with `time`
+ * a latency for a committed transaction and "failed" (or the failure kind) otherwise. So a
+ * client's k-th line is its transaction n = k, acknowledged when `time` is a number. A transaction
+ * with no line (the client aborted on an error in it, or the run ended during it) may still have
+ * been sent: each client may have sent one more n than it logged.
+ */
+async function w3Writes(logDir: string): Promise<RowWrite[]> {
+  const lines = new Map<number, string[]>();
+  for (const f of await readdir(logDir)) {
+    if (!f.startsWith("tx.")) continue;
+    for (const line of (await readFile(join(logDir, f), "utf8")).split("\n")) {
+      const [client, , time] = line.trim().split(/\s+/);
+      if (client === undefined || time === undefined) continue;
+      const id = Number(client);
+      const times = lines.get(id);
+      if (times) times.push(time);
+      else lines.set(id, [time]);
+    }
+  }
+  const writes: RowWrite[] = [];
+  for (const [client, times] of lines) {
+    for (const [k, time] of times.entries())
+      writes.push({ key: rowKey("w3_ledger", client, k + 1), sent: 1, acked: /^\d+$/.test(time) });
+    writes.push({ key: rowKey("w3_ledger", client, times.length + 1), sent: 1, acked: false });
+  }
+  // Clients that logged nothing (aborted in their first transaction) may have sent n = 1.
+  for (let client = 0; client < W3_CLIENTS; client++)
+    if (!lines.has(client))
+      writes.push({ key: rowKey("w3_ledger", client, 1), sent: 1, acked: false });
+  return writes;
 }
 
 /** W3: pgbench -M extended (TPC-B-like); a failed transaction aborts a pgbench client. */
 async function runW3(proxy: TestProxy, seconds: number): Promise<WorkloadResult> {
   const result = emptyResult();
-  const r = await run(
-    `${pgBinDir()}/pgbench`,
-    [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(proxy.port),
-      "-U",
-      APP_USER,
-      "-c",
-      "8",
-      "-j",
-      "2",
-      "-T",
-      String(Math.ceil(seconds)),
-      "-M",
-      "extended",
-      APP_DB,
-    ],
-    { env: { ...process.env, PGPASSWORD: APP_PASSWORD }, timeoutMs: seconds * 1000 + 120_000 },
-  );
-  const processed = /number of transactions actually processed: (\d+)/.exec(r.stdout);
-  result.ops = Number(processed?.[1] ?? 0);
-  const failed = /number of failed transactions: (\d+)/.exec(r.stdout);
-  result.failedOps = Number(failed?.[1] ?? 0);
-  const aborted = r.stderr.split("\n").filter((l) => /aborted|error|FATAL/i.test(l));
-  result.writeErrors = aborted.length;
-  result.firstErrors = aborted.slice(0, 8);
-  if (r.code !== 0 && aborted.length === 0)
-    result.firstErrors.push(`pgbench exit ${r.code}: ${r.stderr.slice(-500)}`);
-  if (r.code !== 0) result.failedOps = Math.max(result.failedOps, 1);
-  const lat = /latency average = ([\d.]+) ms/.exec(r.stdout);
-  result.p50Ms = lat ? Number(lat[1]) : null;
+  const dir = await mkdtemp(join(tmpdir(), "pgsidecar-w3-"));
+  try {
+    await writeFile(join(dir, "w3.sql"), W3_SCRIPT);
+    const r = await run(
+      `${pgBinDir()}/pgbench`,
+      [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(proxy.port),
+        "-U",
+        APP_USER,
+        "-c",
+        String(W3_CLIENTS),
+        "-j",
+        "2",
+        "-T",
+        String(Math.ceil(seconds)),
+        "-M",
+        "extended",
+        "-D",
+        "n=0",
+        "-f",
+        join(dir, "w3.sql"),
+        "-l",
+        `--log-prefix=${join(dir, "tx")}`,
+        APP_DB,
+      ],
+      {
+        env: { ...process.env, PGPASSWORD: APP_PASSWORD },
+        cwd: dir,
+        timeoutMs: seconds * 1000 + 120_000,
+      },
+    );
+    const processed = /number of transactions actually processed: (\d+)/.exec(r.stdout);
+    result.ops = Number(processed?.[1] ?? 0);
+    const failed = /number of failed transactions: (\d+)/.exec(r.stdout);
+    result.failedOps = Number(failed?.[1] ?? 0);
+    const aborted = r.stderr.split("\n").filter((l) => /aborted|error|FATAL/i.test(l));
+    result.writeErrors = aborted.length;
+    result.firstErrors = aborted.slice(0, 8);
+    if (r.code !== 0 && aborted.length === 0)
+      result.firstErrors.push(`pgbench exit ${r.code}: ${r.stderr.slice(-500)}`);
+    if (r.code !== 0) result.failedOps = Math.max(result.failedOps, 1);
+    const lat = /latency average = ([\d.]+) ms/.exec(r.stdout);
+    result.p50Ms = lat ? Number(lat[1]) : null;
+    writesByWorkload.set(result, await w3Writes(dir));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
   return result;
 }
 
@@ -464,20 +625,21 @@ async function runW3(proxy: TestProxy, seconds: number): Promise<WorkloadResult>
 export function formatScenario(r: ScenarioResult): string {
   const lines = [`### ${r.name}`];
   lines.push(
-    "| workload | ops | failed ops | read errors | write errors | closed | by SQLSTATE | lost | dup | p50 ms | p99 ms |",
+    "| workload | ops | failed ops | read errors | write errors | closed | by SQLSTATE | acked rows checked | lost | dup | p50 ms | p99 ms |",
   );
-  lines.push("|---|---|---|---|---|---|---|---|---|---|---|");
+  lines.push("|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const [w, x] of Object.entries(r.workloads)) {
     if (!x) continue;
     lines.push(
-      `| ${w} | ${x.ops} | ${x.failedOps} | ${x.readErrors} | ${x.writeErrors} | ${x.closedErrors} | ${JSON.stringify(x.errorsBySqlstate)} | ${x.lostWrites} | ${x.duplicatedWrites} | ${x.p50Ms ?? "-"} | ${x.p99Ms ?? "-"} |`,
+      `| ${w} | ${x.ops} | ${x.failedOps} | ${x.readErrors} | ${x.writeErrors} | ${x.closedErrors} | ${JSON.stringify(x.errorsBySqlstate)} | ${x.checkedWrites} | ${x.lostWrites} | ${x.duplicatedWrites} | ${x.p50Ms ?? "-"} | ${x.p99Ms ?? "-"} |`,
     );
   }
   lines.push(
-    `replays: ${JSON.stringify(r.replays)}; servers closed: ${JSON.stringify(r.serversClosed)}; proxy-sent errors: ${JSON.stringify(r.clientErrors)}`,
+    `retry: ${r.retry}; replays: ${JSON.stringify(r.replays)}; servers closed: ${JSON.stringify(r.serversClosed)}; proxy-sent errors: ${JSON.stringify(r.clientErrors)}`,
   );
   for (const [w, x] of Object.entries(r.workloads)) {
     for (const e of x?.firstErrors ?? []) lines.push(`  ${w} error: ${e}`);
+    for (const p of x?.writeProblems ?? []) lines.push(`  ${w} data: ${p}`);
   }
   return lines.join("\n");
 }

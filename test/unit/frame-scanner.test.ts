@@ -1,6 +1,8 @@
-// FrameScanner: every stream split at every byte offset (pg-protocol inbound-parser.test.ts style)
-// yields the same messages; whole messages are views of their chunk; streamed codes arrive piece by
-// piece; impossible lengths are protocol errors wherever the header is cut.
+// FrameScanner: a stream split in two at every byte offset, and in three at every pair of offsets
+// (of a short stream) or at each header/body boundary and random pairs (of a long one), yields the
+// same messages (pg-protocol inbound-parser.test.ts style); whole messages are views of their chunk;
+// streamed codes arrive piece by piece; impossible lengths are protocol errors wherever the header
+// is cut.
 import { describe, expect, it } from "vitest";
 import { FrameScanner, type FrameSink, streamedCodes } from "../../src/protocol/frame-scanner.js";
 
@@ -30,45 +32,74 @@ interface Recorded {
   views: number;
   /** Streamed pieces seen (first piece included). */
   pieces: number;
+  /** Broken sink-call invariants (checked on every callback; asserted empty by problems()). */
+  violations: string[];
 }
 
+/**
+ * Records what the scanner delivers and checks the call protocol on every callback. The checks are
+ * plain comparisons collected in `violations` rather than expect() calls: the split tests scan
+ * thousands of streams, and vitest's expect costs far more than the scanner does.
+ */
 class RecordingSink implements FrameSink {
-  readonly r: Recorded = { messages: [], chunkEnds: 0, errors: [], views: 0, pieces: 0 };
+  readonly r: Recorded = {
+    messages: [],
+    chunkEnds: 0,
+    errors: [],
+    views: 0,
+    pieces: 0,
+    violations: [],
+  };
   current: Buffer | null = null;
   private streaming: { code: string; parts: Buffer[]; left: number } | null = null;
 
   constructor(private readonly streamed: Set<string>) {}
 
+  private check(ok: boolean, what: string): void {
+    if (!ok) this.r.violations.push(what);
+  }
+
   onMessage(code: number, buf: Buffer, start: number, end: number): void {
-    expect(this.streaming).toBeNull();
-    expect(buf[start]).toBe(code);
+    this.check(this.streaming === null, "onMessage while a streamed message is unfinished");
+    this.check(buf[start] === code, `onMessage code ${code} but byte ${buf[start]} at start`);
     if (buf === this.current) this.r.views++;
     const letter = String.fromCharCode(code);
     const piece = Buffer.from(buf.subarray(start, end));
     if (this.streamed.has(letter)) {
       this.r.pieces++;
-      expect(piece.length).toBeGreaterThanOrEqual(5);
+      if (piece.length < 5) {
+        this.r.violations.push(
+          `first piece of ${letter} is ${piece.length} bytes, less than its header`,
+        );
+        return;
+      }
       const total = 1 + piece.readInt32BE(1);
       if (piece.length < total) {
         this.streaming = { code: letter, parts: [piece], left: total - piece.length };
         return;
       }
     } else {
-      expect(piece.length).toBe(1 + piece.readInt32BE(1));
+      const declared = piece.length >= 5 ? 1 + piece.readInt32BE(1) : -1;
+      this.check(
+        piece.length === declared,
+        `${letter}: ${piece.length} bytes, header says ${declared}`,
+      );
     }
     this.r.messages.push({ code: letter, bytes: piece });
   }
 
   onContinuation(buf: Buffer, start: number, end: number, last: boolean): void {
     const s = this.streaming;
-    expect(s).not.toBeNull();
-    if (s === null) return;
+    if (s === null) {
+      this.r.violations.push("onContinuation without a streamed message");
+      return;
+    }
     this.r.pieces++;
-    expect(end).toBeGreaterThan(start);
+    this.check(end > start, `empty continuation [${start}, ${end})`);
     s.parts.push(Buffer.from(buf.subarray(start, end)));
     s.left -= end - start;
-    expect(s.left).toBeGreaterThanOrEqual(0);
-    expect(last).toBe(s.left === 0);
+    this.check(s.left >= 0, `continuation overruns its message by ${-s.left} bytes`);
+    this.check(last === (s.left === 0), `last=${last} with ${s.left} bytes left`);
     if (last) {
       this.r.messages.push({ code: s.code, bytes: Buffer.concat(s.parts) });
       this.streaming = null;
@@ -113,10 +144,87 @@ function cut(stream: Buffer, offsets: number[]): Buffer[] {
   return out;
 }
 
+/** How what was recorded differs from `frames` (empty: the same messages, intact, in order). */
+function problems(r: Recorded, frames: Buffer[]): string[] {
+  const out = [...r.violations, ...r.errors.map((e) => `protocol error: ${e}`)];
+  const got = r.messages.map((m) => m.code).join("");
+  const want = frames.map((f) => String.fromCharCode(f[0])).join("");
+  if (got !== want) out.push(`messages ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+  else
+    for (let i = 0; i < frames.length; i++)
+      if (!r.messages[i].bytes.equals(frames[i])) out.push(`message ${i} (${got[i]}) differs`);
+  return out;
+}
+
 function expectMessages(r: Recorded, frames: Buffer[]): void {
-  expect(r.errors).toEqual([]);
-  expect(r.messages.map((m) => m.code)).toEqual(frames.map((f) => String.fromCharCode(f[0])));
-  for (let i = 0; i < frames.length; i++) expect(r.messages[i].bytes.equals(frames[i])).toBe(true);
+  expect(problems(r, frames)).toEqual([]);
+}
+
+/**
+ * Scans `stream` cut at each offset list of `splits` and returns what went wrong, labelled with the
+ * offsets (all problems are collected, then asserted once: one expect per split would dominate the
+ * run time). `more` adds checks of its own for a split.
+ */
+function splitFailures(
+  stream: Buffer,
+  frames: Buffer[],
+  splits: Iterable<number[]>,
+  streamed = "",
+  more?: (r: Recorded, scanner: FrameScanner, offsets: number[]) => string[],
+): string[] {
+  const failures: string[] = [];
+  for (const offsets of splits) {
+    const { r, scanner } = scan(cut(stream, offsets), streamed);
+    const p = problems(r, frames);
+    if (more) p.push(...more(r, scanner, offsets));
+    if (p.length > 0) failures.push(`cut at [${offsets.join(", ")}]: ${p.join("; ")}`);
+  }
+  return failures;
+}
+
+/** Every single offset 0..length. */
+function* everyOffset(length: number): Generator<number[]> {
+  for (let k = 0; k <= length; k++) yield [k];
+}
+
+/** Every pair of offsets i <= j drawn from `points` (sorted, distinct). */
+function* pairsOf(points: number[]): Generator<number[]> {
+  for (let a = 0; a < points.length; a++)
+    for (let b = a; b < points.length; b++) yield [points[a], points[b]];
+}
+
+/**
+ * The offsets where a cut changes what the scanner must do: at each frame's start and at each of its
+ * 5 header bytes, the first and last body bytes, and the end of the stream.
+ */
+function boundaryOffsets(frames: Buffer[]): number[] {
+  const points = new Set<number>();
+  let at = 0;
+  for (const f of frames) {
+    for (let d = 0; d <= 6; d++) points.add(at + Math.min(d, f.length));
+    points.add(at + f.length - 1);
+    at += f.length;
+  }
+  points.add(at);
+  return [...points].sort((x, y) => x - y);
+}
+
+/** `n` random pairs i <= j in [0, length], from a fixed seed (a failure names its offsets). */
+function* randomPairs(length: number, n: number, seed: number): Generator<number[]> {
+  let s = seed >>> 0;
+  const next = () => {
+    // mulberry32
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let k = 0; k < n; k++) {
+    const a = Math.floor(next() * (length + 1));
+    const b = Math.floor(next() * (length + 1));
+    yield a <= b ? [a, b] : [b, a];
+  }
 }
 
 const BIG = Buffer.alloc(700, 0x61);
@@ -145,27 +253,35 @@ const BACKEND = [
   frame("Z", "I"),
 ];
 
+// The same reply with a short DataRow, small enough to cut at every pair of offsets.
+const BACKEND_SHORT = [
+  ...BACKEND.slice(0, 2),
+  frame("D", Buffer.from("\0\x01\0\0\0\x0cabcdefghijkl", "latin1")),
+  ...BACKEND.slice(3),
+];
+
 describe("FrameScanner", () => {
   it("yields the same client messages wherever a stream is split in two", () => {
     const stream = Buffer.concat(FRONTEND);
-    for (let k = 0; k <= stream.length; k++) {
-      const { r, scanner } = scan(cut(stream, [k]));
-      expectMessages(r, FRONTEND);
-      expect(r.chunkEnds).toBe(2);
-      expect(scanner.atBoundary).toBe(true);
-    }
+    const failures = splitFailures(stream, FRONTEND, everyOffset(stream.length), "", (r, s) => [
+      ...(r.chunkEnds === 2 ? [] : [`${r.chunkEnds} chunk ends`]),
+      ...(s.atBoundary ? [] : ["not at a boundary after the last message"]),
+    ]);
+    expect(failures).toEqual([]);
   });
 
   it("yields the same client messages wherever a stream is split in three", () => {
-    const frames = FRONTEND.slice(0, 7);
-    const stream = Buffer.concat(frames);
-    for (let i = 0; i <= stream.length; i++) {
-      for (let j = i; j <= stream.length; j++) {
-        const { r } = scan(cut(stream, [i, j]));
-        expectMessages(r, frames);
-        expect(r.chunkEnds).toBe(3);
-      }
-    }
+    const chunkEnds = (r: Recorded) => (r.chunkEnds === 3 ? [] : [`${r.chunkEnds} chunk ends`]);
+    // Every pair of offsets of the short messages (each header and body boundary, every way)...
+    const short = FRONTEND.slice(0, 7);
+    const shortStream = Buffer.concat(short);
+    const everyPair = pairsOf(Array.from({ length: shortStream.length + 1 }, (_, k) => k));
+    expect(splitFailures(shortStream, short, everyPair, "", chunkEnds)).toEqual([]);
+    // ...and of the whole stream, the long Query included (a multi-byte length cut at each byte),
+    // every pair of its boundary offsets plus pairs at random.
+    const stream = Buffer.concat(FRONTEND);
+    const pairs = [...pairsOf(boundaryOffsets(FRONTEND)), ...randomPairs(stream.length, 3000, 1)];
+    expect(splitFailures(stream, FRONTEND, pairs, "", chunkEnds)).toEqual([]);
   });
 
   it("reassembles messages fed one byte at a time", () => {
@@ -185,18 +301,19 @@ describe("FrameScanner", () => {
   });
 
   it("streams DataRow and CopyData piece by piece wherever a server stream is split", () => {
+    const atBoundary = (_r: Recorded, s: FrameScanner) =>
+      s.atBoundary ? [] : ["not at a boundary after the last message"];
     const stream = Buffer.concat(BACKEND);
-    for (let k = 0; k <= stream.length; k++) {
-      const { r, scanner } = scan(cut(stream, [k]), "Dd");
-      expectMessages(r, BACKEND);
-      expect(scanner.atBoundary).toBe(true);
-    }
-    for (let i = 0; i <= stream.length; i += 7) {
-      for (let j = i; j <= stream.length; j += 3) {
-        const { r } = scan(cut(stream, [i, j]), "Dd");
-        expectMessages(r, BACKEND);
-      }
-    }
+    expect(splitFailures(stream, BACKEND, everyOffset(stream.length), "Dd", atBoundary)).toEqual(
+      [],
+    );
+    // Split in three: every pair of offsets of the same reply with a short DataRow, and of the long
+    // one every pair of boundary offsets plus pairs at random.
+    const shortStream = Buffer.concat(BACKEND_SHORT);
+    const everyPair = pairsOf(Array.from({ length: shortStream.length + 1 }, (_, k) => k));
+    expect(splitFailures(shortStream, BACKEND_SHORT, everyPair, "Dd", atBoundary)).toEqual([]);
+    const pairs = [...pairsOf(boundaryOffsets(BACKEND)), ...randomPairs(stream.length, 3000, 2)];
+    expect(splitFailures(stream, BACKEND, pairs, "Dd", atBoundary)).toEqual([]);
   });
 
   it("never holds a streamed message whole: byte-sized chunks give byte-sized pieces", () => {
