@@ -933,22 +933,28 @@ export class ClientSession implements FrameSink, BackendListener {
     end: number,
   ): void {
     if (this.route?.mode !== "transaction") return;
-    const change = detectSessionState(buf, start, end);
-    if (change !== null) this.applySessionChange(conn, change);
+    const effects = detectSessionState(buf, start, end);
+    if (effects.length > 0) this.applySessionChange(conn, effects);
   }
 
   private applySessionChange(conn: BackendConnection, change: NonNullable<StateChange>): void {
-    if ("pin" in change) {
-      if (!conn.pins.has(change.pin)) {
-        conn.pins.add(change.pin);
-        this.ctx.events.pinned(this, change.pin);
-        this.log.debug(
-          { client: this.id, server: conn.id, reason: change.pin },
-          "client pinned to server",
-        );
-      }
-    } else if (change.unpin === "all") conn.pins.clear();
-    else conn.pins.delete(change.unpin);
+    // Only pins are acted on so far; set/reset/deallocate/listen effects are not yet carried to
+    // the next server, so the pins that come with them stay.
+    for (const effect of change) {
+      if ("pin" in effect) {
+        if (!conn.pins.has(effect.pin)) {
+          conn.pins.add(effect.pin);
+          this.ctx.events.pinned(this, effect.pin);
+          this.log.debug(
+            { client: this.id, server: conn.id, reason: effect.pin },
+            "client pinned to server",
+          );
+        }
+      } else if ("unpin" in effect) {
+        if (effect.unpin === "all") conn.pins.clear();
+        else conn.pins.delete(effect.unpin);
+      } else if ("discard" in effect && effect.discard === "all") conn.pins.clear();
+    }
   }
 
   private flushServerRun(): void {

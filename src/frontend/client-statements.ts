@@ -15,7 +15,8 @@ export interface ClientStatement {
   parse: Buffer;
   /** The query text, for retry classification. */
   sql: string;
-  /** What executing it does to session state (SET, LISTEN, ...), applied where it runs. */
+  /** What executing it does to session state (SET, LISTEN, ...), applied where it runs; null
+   * when nothing. */
   sessionChange: StateChange;
 }
 
@@ -61,11 +62,12 @@ export class ClientStatements {
     parse[HEADER + serverName.length] = 0;
     body.copy(parse, HEADER + serverName.length + 1);
     const sqlEnd = buf.indexOf(0, nameEnd + 1);
+    const effects = trackSessionState ? detectSessionState(buf, nameEnd + 1, sqlEnd) : null;
     const stmt: ClientStatement = {
       serverName,
       parse,
       sql: buf.toString("utf8", nameEnd + 1, sqlEnd),
-      sessionChange: trackSessionState ? detectSessionState(buf, nameEnd + 1, sqlEnd) : null,
+      sessionChange: effects !== null && effects.length > 0 ? effects : null,
     };
     this.byName.set(clientName, stmt);
     return stmt;
