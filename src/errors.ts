@@ -25,6 +25,8 @@ export const DisconnectReason = {
   Shutdown: "shutdown",
   PoolShrink: "pool_shrink",
   ServerFatal: "server_fatal",
+  /** A pinned client's server died with state pgsidecar cannot restore: the client is closed. */
+  ServerLost: "server_lost",
 } as const;
 export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
 
@@ -121,4 +123,15 @@ export const lostConnectionError = (inTransaction: boolean) =>
     inTransaction
       ? "the server connection was lost; the transaction was rolled back"
       : "the server connection was lost while the statement was running",
+  );
+
+/**
+ * The server died after it may have committed (a COMMIT, or an implicit transaction whose last
+ * message it may have read): Postgres's own SQLSTATE for "we cannot tell".
+ */
+export const resolutionUnknownError = () =>
+  new ProxyError(
+    "transaction_resolution_unknown",
+    "08007",
+    "the server connection was lost while the transaction was committing; it may or may not have been committed",
   );

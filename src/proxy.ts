@@ -10,7 +10,7 @@ import { scramSecretFromPassword } from "./auth/scram-sha-256.js";
 import { Pool, type PoolEvents, type PoolSettings } from "./backend/pool.js";
 import { Upstream } from "./backend/upstream.js";
 import type { Config, DatabaseConfig } from "./config/schema.js";
-import { DisconnectReason, type ServerError } from "./errors.js";
+import { DisconnectReason, type ProxyError, type ServerError } from "./errors.js";
 import { CancelRegistry } from "./frontend/cancel.js";
 import type { KnownUser } from "./frontend/client-auth.js";
 import {
@@ -24,6 +24,7 @@ import { Listener } from "./frontend/listener.js";
 import { RetryPolicy } from "./frontend/retry-policy.js";
 import type { Logger } from "./log.js";
 import { bump, Metrics, type PoolSnapshot } from "./metrics.js";
+import { loadSqlParser } from "./sql/parser.js";
 
 export class Sidecar {
   config: Config;
@@ -69,6 +70,8 @@ export class Sidecar {
   }
 
   async start(): Promise<void> {
+    // The Postgres grammar (WASM) decides replays and pins: it must be there before any client.
+    await loadSqlParser();
     const c = this.config;
     this.listener = new Listener({
       host: c.listen.host,
@@ -85,6 +88,10 @@ export class Sidecar {
         metrics: this.metrics,
         ready: () => this.ready(),
         status: () => this.status(),
+        adminPassword: (user) => {
+          const u = this.users.get(user);
+          return u?.admin ? u.password : null;
+        },
       });
       try {
         await this.http.start(c.http_listen.host, c.http_listen.port);
@@ -238,6 +245,8 @@ export class Sidecar {
       },
       maxPreparedStatements: c.max_prepared_statements,
       responseTimeoutMs: c.response_timeout,
+      passwordWithoutTls: c.server_password_without_tls,
+      maxScramIterations: c.server_scram_max_iterations,
     };
   }
 
@@ -357,9 +366,14 @@ export class Sidecar {
         "server connection opened",
       );
     },
-    serverClosed: (pool, _conn, reason) => bump(this.metrics.pool(pool).serversClosed, reason),
-    connectFailed: (pool, err) =>
-      bump(this.metrics.pool(pool).connectFailures, (err as ServerError).sqlstate ?? "network"),
+    serverClosed: (pool, conn, reason) => {
+      bump(this.metrics.pool(pool).serversClosed, reason);
+      if (conn.internalError) this.serverInternalError(pool.key, conn.id, conn.internalError);
+    },
+    connectFailed: (pool, err) => {
+      bump(this.metrics.pool(pool).connectFailures, (err as ServerError).sqlstate ?? "network");
+      if ((err as ProxyError).code === "internal_error") this.serverInternalError(pool.key, 0, err);
+    },
     checkoutWaited: (pool, seconds) => this.metrics.pool(pool).checkoutWait.observe(seconds),
   };
 
@@ -400,7 +414,19 @@ export class Sidecar {
       } else if (!this.txStarted.has(s)) this.txStarted.set(s, performance.now() - seconds * 1000);
     },
     bytes: (direction, n) => this.metrics.countBytes(direction, n),
+    internalError: () => {
+      this.metrics.internalErrors.client++;
+    },
   };
+
+  /** A bug caught in a server connection's socket handler (the connection was destroyed). */
+  private serverInternalError(pool: string, server: number, err: Error): void {
+    this.metrics.internalErrors.server++;
+    this.log.error(
+      { pool, server, err: err.message, stack: err.stack },
+      "internal error, server connection closed",
+    );
+  }
 
   private readonly sessionContext: SessionContext = (() => {
     const proxy = this;
@@ -426,6 +452,9 @@ export class Sidecar {
       },
       get tls() {
         return proxy.tlsContext;
+      },
+      get tlsRequired() {
+        return proxy.config.client_tls === "require";
       },
       // Logins are refused once the listener has closed; during min_sigterm_delay they are not.
       get draining() {

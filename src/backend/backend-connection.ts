@@ -6,8 +6,8 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import { md5Password } from "../auth/md5.js";
-import { ScramClientExchange } from "../auth/scram-sha-256.js";
-import type { UpstreamTarget } from "../config/schema.js";
+import { ScramClientExchange, ScramError } from "../auth/scram-sha-256.js";
+import type { PasswordWithoutTls, UpstreamTarget } from "../config/schema.js";
 import {
   DisconnectReason,
   ProxyError,
@@ -15,6 +15,7 @@ import {
   type ServerError,
   serverErrorFrom,
 } from "../errors.js";
+import { isLoopbackHost } from "../loopback.js";
 import { AuthCode, BackendCode, FrontendCode, TxStatus } from "../protocol/codes.js";
 import { FrameScanner, type FrameSink, streamedCodes } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
@@ -36,6 +37,10 @@ export interface BackendListener {
   chunkEnd(): void;
   /** A ReadyForQuery after which nothing more is owed. */
   ready(status: number): void;
+  /** A ReadyForQuery of a pipeline with more Syncs still owed. */
+  synced?(status: number): void;
+  /** A NotificationResponse from a NOTIFY this server itself ran (it carries the server's pid). */
+  ownNotification?(buf: Buffer, start: number, end: number): void;
   /** A ParameterStatus from the server (recorded in `params`; forwarded by us unless `ignored`). */
   parameter?(name: string, value: string, ignored: boolean): void;
   /** The connection died while leased. */
@@ -63,6 +68,13 @@ export interface BackendOptions {
   /** The pool's record of statements any of its servers accepted. */
   knownStatements?: KnownStatements;
   applicationName?: string;
+  /**
+   * Whether a cleartext or md5 password may go over TCP without TLS: never, to a loopback address
+   * only (the default), or always (server_password_without_tls). Unix sockets always may.
+   */
+  passwordWithoutTls?: PasswordWithoutTls;
+  /** Most PBKDF2 iterations a server's SCRAM challenge may ask for (server_scram_max_iterations). */
+  maxScramIterations?: number;
 }
 
 const BACKEND_STREAMED = streamedCodes(BackendCode.DataRow, BackendCode.CopyData);
@@ -107,6 +119,11 @@ export class BackendConnection implements FrameSink {
    * reused by another client: a Sync would commit work nobody acknowledged.
    */
   unsynced = false;
+  /**
+   * Session state was undone by a client statement that may not have succeeded (RESET ROLE in a
+   * transaction rolled back, DISCARD ALL refused): reset the server before another client.
+   */
+  needsReset = false;
   /** Bytes written since the lease began (for "was anything sent" decisions). */
   bytesSent = 0;
   /** Called once when the connection is gone, whatever the cause. */
@@ -168,6 +185,8 @@ export class BackendConnection implements FrameSink {
   }
 
   private awaitingSslAnswer = false;
+  /** An extended-protocol error was answered and no Sync has been sent since. */
+  private skippingToSync = false;
 
   private attach(sock: net.Socket): void {
     this.socket = sock;
@@ -177,14 +196,32 @@ export class BackendConnection implements FrameSink {
     sock.on("end", () => sock.destroy());
   }
 
+  /** A bug met while handling this server's bytes (the connection was destroyed for it). */
+  internalError: Error | null = null;
+
   private onData(chunk: Buffer): void {
-    this.lastReceivedAt = Date.now();
-    if (this.awaitingSslAnswer) {
-      this.awaitingSslAnswer = false;
-      this.onSslAnswer(chunk);
-      return;
+    try {
+      this.lastReceivedAt = Date.now();
+      if (this.awaitingSslAnswer) {
+        this.awaitingSslAnswer = false;
+        this.onSslAnswer(chunk);
+        return;
+      }
+      this.scanner.push(chunk, this);
+    } catch (err) {
+      // Last resort: nothing escapes a socket handler (it would end the process). Only this
+      // connection goes; its client hears of a lost server, the pool counts and logs the reason.
+      if (this.internalError !== null) return;
+      this.internalError = err instanceof Error ? err : new Error(String(err));
+      try {
+        this.fail(
+          new ProxyError("internal_error", "XX000", "internal error in pgsidecar"),
+          DisconnectReason.ProtocolError,
+        );
+      } catch {
+        this.socket?.destroy(); // the listener failed as well: at least the socket goes
+      }
     }
-    this.scanner.push(chunk, this);
   }
 
   private onSslAnswer(chunk: Buffer): void {
@@ -264,7 +301,10 @@ export class BackendConnection implements FrameSink {
         l.forwardAsync(buf, start, end);
         return;
       case BackendCode.NotificationResponse:
-        l.forwardAsync(buf, start, end);
+        // A NOTIFY the client's own session sent names the client's (proxy-issued) pid.
+        if (l.ownNotification && end - start >= 9 && buf.readInt32BE(start + 5) === this.pid) {
+          l.ownNotification(buf, start, end);
+        } else l.forwardAsync(buf, start, end);
         return;
       case BackendCode.ParameterStatus: {
         const ignored = !this.expected.empty && this.expected.headAction === Action.Ignore;
@@ -306,11 +346,15 @@ export class BackendConnection implements FrameSink {
         this.settleParse(ex.headCode, BackendCode.ErrorResponse);
         ex.shift();
       }
+      // No Sync sent yet: what the client sends until its Sync is skipped by the server too.
+      if (ex.empty) this.skippingToSync = true;
     }
     if (code === BackendCode.ReadyForQuery) {
       this.txStatus = buf[start + 5];
+      this.skippingToSync = false;
       this.emitSimulated(l);
       if (ex.empty) l.ready(this.txStatus);
+      else l.synced?.(this.txStatus);
       return;
     }
     this.emitSimulated(l);
@@ -330,6 +374,32 @@ export class BackendConnection implements FrameSink {
   }
 
   // --- writing ---------------------------------------------------------------------------------
+
+  /**
+   * Records the reply owed for a message about to be written (forwarded, ignored because we
+   * injected the request, or simulated by us in stream order). After an extended-protocol error
+   * the server skips every message until Sync, and owes nothing for them: neither do we.
+   */
+  expect(code: number, action: Action, payload: Buffer | string | null = null): void {
+    if (this.skippingToSync) {
+      if (code !== FrontendCode.Sync) {
+        if (code === FrontendCode.Parse && typeof payload === "string") {
+          this.prepared.forget(payload);
+        }
+        return;
+      }
+      this.skippingToSync = false;
+    }
+    this.expected.push(code, action, payload);
+  }
+
+  /**
+   * The server is skipping messages until the next Sync (an extended-protocol error): a Close we
+   * send now would not run, so the pool must not evict statements it believes closed.
+   */
+  get skipping(): boolean {
+    return this.skippingToSync;
+  }
 
   /** Writes bytes to the server; false means its buffer is full (wait for 'drain'). */
   write(bytes: Buffer): boolean {
@@ -386,14 +456,26 @@ export class BackendConnection implements FrameSink {
     this.finish();
   }
 
-  /** Sends a CancelRequest for whatever this server is running, on a new connection. */
-  cancel(): void {
+  /**
+   * Sends a CancelRequest for whatever this server is running, on a new connection. The server
+   * may move on while that connection opens (a round trip): `stillWanted` is asked again right
+   * before the packet is written, so a cancel whose reason has passed is dropped instead of
+   * hitting what the server runs next. Without it the cancel is sent unconditionally (for a
+   * server about to be closed: its cancel key dies with its process, so no one else is hit).
+   */
+  cancel(stillWanted?: () => boolean): void {
     const a = this.options.address;
     const sock =
       "path" in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port });
     sock.on("error", () => sock.destroy());
     sock.setTimeout(5000, () => sock.destroy());
-    sock.once("connect", () => sock.end(msg.cancelRequest(this.pid, this.secret)));
+    sock.once("connect", () => {
+      if (stillWanted !== undefined && !stillWanted()) {
+        sock.destroy();
+        return;
+      }
+      sock.end(msg.cancelRequest(this.pid, this.secret));
+    });
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -530,13 +612,27 @@ export class BackendConnection implements FrameSink {
     try {
       switch (kind) {
         case AuthCode.Ok:
+          // Once SASL has begun, only a verified server signature ends it. AuthenticationOk
+          // before that is a server (or a man in the middle) skipping the proof that it knows
+          // our password; libpq refuses it the same way ("server sent AuthenticationOk before
+          // SASL exchange was complete" is not accepted).
+          if (this.scram !== null && !this.scram.done) {
+            throw new ProxyError(
+              "auth_protocol",
+              "08P01",
+              "server sent AuthenticationOk before completing SCRAM authentication (no valid server signature)",
+              "FATAL",
+            );
+          }
           return;
         case AuthCode.CleartextPassword:
           if (password === null) return needPassword();
+          this.checkPasswordMayTravel("a cleartext password");
           this.socket?.write(msg.passwordMessage(password));
           return;
         case AuthCode.MD5Password:
           if (password === null) return needPassword();
+          this.checkPasswordMayTravel("an md5 password");
           this.socket?.write(
             msg.passwordMessage(
               md5Password(this.options.user, password, buf.subarray(start + 9, start + 13)),
@@ -545,6 +641,13 @@ export class BackendConnection implements FrameSink {
           return;
         case AuthCode.SASL: {
           if (password === null) return needPassword();
+          if (this.scram !== null)
+            throw new ProxyError(
+              "auth_protocol",
+              "08P01",
+              "unexpected second AuthenticationSASL",
+              "FATAL",
+            );
           const mechanisms = buf.toString("utf8", start + 9, end).split("\0");
           if (!mechanisms.includes("SCRAM-SHA-256")) {
             throw new ProxyError(
@@ -554,22 +657,31 @@ export class BackendConnection implements FrameSink {
               "FATAL",
             );
           }
-          this.scram = new ScramClientExchange(password);
+          this.scram = new ScramClientExchange(password, {
+            maxIterations: this.options.maxScramIterations,
+          });
           this.socket?.write(msg.saslInitialResponse("SCRAM-SHA-256", this.scram.clientFirst()));
           return;
         }
-        case AuthCode.SASLContinue:
-          if (!this.scram)
+        case AuthCode.SASLContinue: {
+          const scram = this.scram;
+          if (!scram)
             throw new ProxyError("auth_protocol", "08P01", "unexpected SASLContinue", "FATAL");
-          this.socket?.write(
-            msg.saslResponse(this.scram.serverFirst(buf.toString("utf8", start + 9, end))),
+          // Hi() runs off the event loop. The server sends nothing until it has our answer; if
+          // it does (out of turn), the exchange fails and so does the login. The connection may
+          // close or time out meanwhile: then the answer is dropped.
+          scram.serverFirst(buf.toString("utf8", start + 9, end)).then(
+            (reply) => {
+              if (!this.closed) this.socket?.write(msg.saslResponse(reply));
+            },
+            (err: Error) => this.authFailed(err),
           );
           return;
+        }
         case AuthCode.SASLFinal:
           if (!this.scram)
             throw new ProxyError("auth_protocol", "08P01", "unexpected SASLFinal", "FATAL");
           this.scram.serverFinal(buf.toString("utf8", start + 9, end));
-          this.scram = null;
           return;
         default:
           throw new ProxyError(
@@ -580,17 +692,52 @@ export class BackendConnection implements FrameSink {
           );
       }
     } catch (err) {
-      const e =
-        err instanceof ProxyError
-          ? err
-          : new ProxyError(
-              "auth_failed",
-              "28P01",
-              `server authentication failed: ${(err as Error).message}`,
-              "FATAL",
-            );
-      this.fail(e, DisconnectReason.LoginFailed);
+      this.authFailed(err as Error);
     }
+  }
+
+  /** Ends a login the upstream's authentication made impossible. */
+  private authFailed(err: Error): void {
+    if (this.closed) return;
+    let e: ProxyError;
+    if (err instanceof ProxyError) e = err;
+    else if (err instanceof ScramError && err.code === "too_many_iterations") {
+      e = new ProxyError(
+        "scram_iterations",
+        "28000",
+        `server authentication refused: ${err.message} (server_scram_max_iterations)`,
+        "FATAL",
+      );
+    } else {
+      e = new ProxyError(
+        "auth_failed",
+        "28P01",
+        `server authentication failed: ${err.message}`,
+        "FATAL",
+      );
+    }
+    this.fail(e, DisconnectReason.LoginFailed);
+  }
+
+  /**
+   * A cleartext password gives it to anyone who reads the wire; an md5 answer gives an
+   * eavesdropper a hash to crack offline and a man in the middle a login it can relay. Without
+   * TLS that is allowed only as server_password_without_tls says: by default to loopback
+   * addresses, and always over a unix socket, where no one else is on the wire. SCRAM is not
+   * affected: it never reveals the password, and a server that does not know it cannot finish.
+   */
+  private checkPasswordMayTravel(what: string): void {
+    const policy = this.options.passwordWithoutTls ?? "loopback";
+    if (policy === "allow" || this.socket instanceof tls.TLSSocket) return;
+    const a = this.options.address;
+    if ("path" in a || (policy === "loopback" && isLoopbackHost(a.host))) return;
+    throw new ProxyError(
+      "password_without_tls",
+      "28000",
+      `server ${this.address} requested ${what} over a connection without TLS; not sent (server_password_without_tls: ${policy})`,
+      "FATAL",
+      "Use sslmode=require or stronger in the upstream URL, or SCRAM-SHA-256 on the server, or set server_password_without_tls: allow.",
+    );
   }
 
   private fail(err: Error, reason: DisconnectReason): void {

@@ -2,6 +2,7 @@
 // active or connecting; clients that find none wait in FIFO order up to query_wait_timeout.
 // The pool touches no client bytes: it hands out, checks, resets and retires connections.
 
+import type { PasswordWithoutTls } from "../config/schema.js";
 import { DisconnectReason, ProxyError, ServerError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { TxStatus } from "../protocol/codes.js";
@@ -33,6 +34,10 @@ export interface PoolSettings {
   maxPreparedStatements: number;
   /** Close a server that owes replies but sent nothing for this long (0 = off). */
   responseTimeoutMs: number;
+  /** server_password_without_tls (default loopback). */
+  passwordWithoutTls?: PasswordWithoutTls;
+  /** server_scram_max_iterations (default 100,000). */
+  maxScramIterations?: number;
 }
 
 export type CheckoutCallback = (
@@ -72,6 +77,8 @@ const UNEXPECTED_LOSS = new Set<DisconnectReason>([
 ]);
 
 const SQLSTATE_PERMANENT = new Set(["28P01", "28000", "3D000", "42501", "3F000"]);
+/** Our own login refusals that the next attempt would repeat: reported at once, not retried. */
+const PROXY_PERMANENT = new Set(["tls_verify", "password_without_tls", "scram_iterations"]);
 
 export class Pool {
   readonly idle: BackendConnection[] = [];
@@ -145,10 +152,11 @@ export class Pool {
   /** Returns a server after a unit of work. It must be idle (ReadyForQuery 'I', nothing owed). */
   release(conn: BackendConnection): void {
     if (!this.takeBack(conn)) return;
-    if (!conn.expected.empty || conn.txStatus !== TxStatus.Idle || conn.pins.size > 0) {
+    const sessionState = conn.pins.size > 0 || conn.needsReset;
+    if (!conn.expected.empty || conn.txStatus !== TxStatus.Idle || sessionState) {
       this.cleanAndRelease(
         conn,
-        conn.pins.size > 0 ? this.settings.resetQuery || "DISCARD ALL" : "ROLLBACK",
+        sessionState ? this.settings.resetQuery || "DISCARD ALL" : "ROLLBACK",
       );
       return;
     }
@@ -267,6 +275,9 @@ export class Pool {
             { pool: this.key, server: conn.id, quiet_ms: quiet },
             "server stopped answering",
           );
+          // Closing alone would leave the statement running on the server (it notices a gone
+          // client only when it writes), and each replay would add a copy: cancel it first.
+          conn.cancel();
           conn.destroy(DisconnectReason.ResponseTimeout);
         }
       }
@@ -426,6 +437,8 @@ export class Pool {
       keepalive: this.settings.keepalive,
       maxPreparedStatements: this.settings.maxPreparedStatements,
       knownStatements: this.knownStatements,
+      passwordWithoutTls: this.settings.passwordWithoutTls,
+      maxScramIterations: this.settings.maxScramIterations,
     };
     // Reserve the slot synchronously so dispatch() does not open too many.
     this.resolving++;
@@ -478,7 +491,7 @@ export class Pool {
     if (this.closed) return;
     const permanent =
       (err instanceof ServerError && SQLSTATE_PERMANENT.has(err.sqlstate)) ||
-      (err instanceof ProxyError && err.code === "tls_verify");
+      (err instanceof ProxyError && PROXY_PERMANENT.has(err.code));
     this.log.warn(
       { pool: this.key, err: err.message, sqlstate: (err as ServerError).sqlstate },
       "server connection failed",
@@ -536,6 +549,7 @@ export class Pool {
 
   private cleanAndRelease(conn: BackendConnection, sql: string): void {
     conn.pins.clear();
+    conn.needsReset = false;
     this.runInternal(
       conn,
       msg.query(sql),
@@ -543,7 +557,10 @@ export class Pool {
       DisconnectReason.ResetFailed,
       (ok) => {
         if (ok) {
-          if (sql.includes("DISCARD ALL")) conn.prepared.clear();
+          // The server's session was reset: so is our record of it (statements, settings).
+          const upper = sql.toUpperCase();
+          if (upper.includes("DISCARD ALL")) conn.prepared.clear();
+          if (upper.includes("DISCARD ALL") || upper.includes("RESET ALL")) conn.settings.clear();
           this.toIdle(conn);
         } else this.dispatch();
       },

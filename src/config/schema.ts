@@ -24,6 +24,12 @@ export const RETRY_MODES = ["off", "safe", "all"] as const;
 export type RetryMode = (typeof RETRY_MODES)[number];
 export const AUTH_TYPES = ["scram-sha-256", "md5", "password", "trust"] as const;
 export type AuthType = (typeof AUTH_TYPES)[number];
+/** When the upstream may get a cleartext or md5 password over a connection without TLS. */
+export const PASSWORD_WITHOUT_TLS = ["refuse", "loopback", "allow"] as const;
+export type PasswordWithoutTls = (typeof PASSWORD_WITHOUT_TLS)[number];
+/** Client TLS: used when the client asks (and a certificate is set), or demanded. */
+export const CLIENT_TLS_MODES = ["allow", "require"] as const;
+export type ClientTlsMode = (typeof CLIENT_TLS_MODES)[number];
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ["json", "pretty"] as const;
@@ -967,10 +973,10 @@ export const SETTINGS = defineSettings({
   }),
   max_message_bytes: size({
     group: "Clients",
-    default: "64MB",
+    default: "256MB",
     min: 1024,
     max: 1024 ** 3,
-    doc: "Largest client message; a longer one is a protocol violation (08P01).",
+    doc: "Largest client message after login, buffered whole (bounds a client's memory); a longer one is a protocol violation (08P01). Postgres's own limit is 1GB.",
   }),
   pool_mode,
   pool_size,
@@ -1066,7 +1072,20 @@ export const SETTINGS = defineSettings({
     group: "Backends",
     default: 0,
     zeroMeans: "off",
-    doc: "Longest wait for a backend's reply to a sent unit.",
+    doc: "Longest wait for a backend's reply to a sent unit; the backend's query is cancelled and the backend closed.",
+  }),
+  server_password_without_tls: oneOf({
+    group: "Backends",
+    values: PASSWORD_WITHOUT_TLS,
+    default: "loopback",
+    doc: "Whether a cleartext or md5 password may go upstream over TCP without TLS: never, to loopback addresses only, or always (unix sockets: always).",
+  }),
+  server_scram_max_iterations: integer({
+    group: "Backends",
+    default: 100_000,
+    min: 4096,
+    max: 0x7fffffff,
+    doc: "Most SCRAM iterations (PBKDF2 rounds) an upstream may ask for; more is refused.",
   }),
   retry,
   retry_max: integer({
@@ -1091,10 +1110,16 @@ export const SETTINGS = defineSettings({
     group: "TLS",
     doc: "Private key (PEM) for client TLS; set with tls_cert_file.",
   }),
+  client_tls: oneOf({
+    group: "TLS",
+    values: CLIENT_TLS_MODES,
+    default: "allow",
+    doc: "allow: TLS when a client asks for it; require: TCP clients without TLS are refused (needs tls_cert_file).",
+  }),
   http_listen: hostPortOrOff({
     group: "Admin",
     default: "127.0.0.1:9930",
-    doc: 'Address of /metrics, /healthz and /readyz ("off" disables).',
+    doc: 'Address of /metrics, /healthz, /readyz and /status ("off" disables); /status only to loopback peers or admin users (basic auth).',
   }),
   readyz_checks_upstream: boolean({
     group: "Admin",

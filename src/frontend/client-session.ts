@@ -10,7 +10,13 @@ import tls from "node:tls";
 import type { BackendConnection, BackendListener } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
 import type { Pool, Waiter } from "../backend/pool.js";
-import { DisconnectReason, lostConnectionError, ProxyError, type ServerError } from "../errors.js";
+import {
+  DisconnectReason,
+  lostConnectionError,
+  ProxyError,
+  resolutionUnknownError,
+  type ServerError,
+} from "../errors.js";
 import type { Logger } from "../log.js";
 import { ByteRun } from "../protocol/byte-run.js";
 import { FrontendCode, TxStatus } from "../protocol/codes.js";
@@ -23,10 +29,13 @@ import {
   type StartupPacket,
   startupPacketLength,
 } from "../protocol/startup.js";
+import { frontendMessageError } from "../protocol/validate.js";
 import type { CancelRegistry } from "./cancel.js";
-import { type AuthType, ClientAuth, type KnownUser } from "./client-auth.js";
+import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from "./client-auth.js";
 import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
-import type { RetryPolicy } from "./retry-policy.js";
+import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-policy.js";
+import { classifyStatement } from "./statement-class.js";
+import { mayCommit, transactionControl } from "./transaction-words.js";
 import {
   detectSessionState,
   PinReason,
@@ -63,6 +72,8 @@ export interface SessionContext {
   readonly maxPreparedStatements: number;
   readonly trackExtraParameters: ReadonlySet<string>;
   readonly tls: tls.SecureContext | null;
+  /** client_tls: require. TCP clients that did not negotiate TLS are refused (28000). */
+  readonly tlsRequired?: boolean;
   readonly draining: boolean;
   findUser(name: string): KnownUser | undefined;
   /** null: no such database (FATAL 3D000). */
@@ -81,9 +92,13 @@ export interface SessionEvents {
   statement(session: ClientSession, kind: "hit" | "miss" | "reprepare"): void;
   unitDone(session: ClientSession, seconds: number, transactionEnded: boolean): void;
   bytes(direction: "in" | "out", n: number): void;
+  /** A bug was caught in a socket handler of this session (pgsidecar_internal_errors_total). */
+  internalError(session: ClientSession): void;
 }
 
 const HEADER = 5;
+/** Names the length limit before login in a protocol error. */
+const AUTH_LIMIT = "the limit for authentication messages";
 let nextSessionId = 1;
 
 export class ClientSession implements FrameSink, BackendListener {
@@ -161,7 +176,9 @@ export class ClientSession implements FrameSink, BackendListener {
   ) {
     this.socket = socket;
     this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
-    this.scanner = new FrameScanner(ctx.maxMessageBytes);
+    // Until login, messages are held to Postgres's limits for authentication (see onStartupMessage).
+    this.scanner = new FrameScanner(MAX_PASSWORD_MESSAGE);
+    this.scanner.setLimit(MAX_PASSWORD_MESSAGE, AUTH_LIMIT);
     socket.setNoDelay?.(true);
     this.attach(socket);
     this.loginTimer = setTimeout(() => this.onLoginTimeout(), ctx.loginTimeoutMs);
@@ -188,15 +205,42 @@ export class ClientSession implements FrameSink, BackendListener {
   }
 
   private onData(chunk: Buffer): void {
-    this.lastActivityAt = Date.now();
-    this.ctx.events.bytes("in", chunk.length);
-    if (this.state === SessionState.Startup) this.onStartupData(chunk);
-    else {
-      this.scanning = true;
-      this.scanner.push(chunk, this);
-      this.scanning = false;
-      this.uncorkServer();
+    try {
+      this.lastActivityAt = Date.now();
+      this.ctx.events.bytes("in", chunk.length);
+      if (this.state === SessionState.Startup) this.onStartupData(chunk);
+      else {
+        this.scanning = true;
+        this.scanner.push(chunk, this);
+        this.scanning = false;
+        this.uncorkServer();
+      }
+    } catch (err) {
+      this.onInternalError(err);
     }
+  }
+
+  /**
+   * Last resort for a bug met while handling this client's bytes. An exception out of a socket
+   * handler would end the process, and every client with it: this client alone gets FATAL XX000.
+   */
+  private onInternalError(err: unknown): void {
+    this.scanning = false;
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.log.error(
+      { client: this.id, user: this.user, state: this.state, err: e.message, stack: e.stack },
+      "internal error, closing the client",
+    );
+    this.ctx.events.internalError(this);
+    const alreadyClosing = this.closing;
+    try {
+      this.fatal(new ProxyError("internal_error", "XX000", "internal error in pgsidecar", "FATAL"));
+      if (!alreadyClosing) return;
+    } catch {
+      // closing failed as well: drop the socket and forget the session at least
+    }
+    this.socket.destroy();
+    this.ctx.sessionClosed(this);
   }
 
   // --- startup -----------------------------------------------------------------------------------
@@ -337,8 +381,17 @@ export class ClientSession implements FrameSink, BackendListener {
       );
       return;
     }
+    if (this.ctx.tlsRequired && !(this.socket instanceof tls.TLSSocket) && this.remote !== "unix") {
+      // Postgres's hostssl-only refusal: 28000 once the StartupMessage is read.
+      this.fatal(
+        new ProxyError("tls_required", "28000", "pgsidecar requires TLS connections", "FATAL"),
+      );
+      return;
+    }
     this.state = SessionState.Authenticating;
     this.auth = new ClientAuth(this.ctx.authType, this.user, this.ctx.findUser(this.user));
+    this.scanner.setLimit(this.auth.maxResponseBytes, AUTH_LIMIT);
+    this.scanner.expectOnly(FrontendCode.PasswordMessage, this.auth.responseName);
     this.onAuthStep(this.auth.start());
   }
 
@@ -358,6 +411,7 @@ export class ClientSession implements FrameSink, BackendListener {
         if (step.message) this.socket.write(step.message);
         this.socket.write(msg.authenticationOk);
         this.auth = null;
+        this.scanner.expectOnly(-1);
         this.afterAuthentication();
         return;
     }
@@ -438,6 +492,7 @@ export class ClientSession implements FrameSink, BackendListener {
   private finishLogin(serverParams: ReadonlyMap<string, string>): void {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.loginTimer = null;
+    this.scanner.setLimit(this.ctx.maxMessageBytes);
     const tracked = new Set([...TRACKED_PARAMETERS, ...this.ctx.trackExtraParameters]);
     for (const [name, value] of serverParams) {
       const lc = name.toLowerCase();
@@ -520,9 +575,15 @@ export class ClientSession implements FrameSink, BackendListener {
   onProtocolError(message: string): void {
     this.log.info({ client: this.id, err: message }, "client protocol violation");
     this.fatal(new ProxyError("protocol_violation", "08P01", message, "FATAL"));
+    // Nothing more it sends matters: stop reading rather than take in (and discard) the rest of a
+    // flood while the socket lingers; it is destroyed shortly (close()).
+    this.socket.pause();
   }
 
   private onRelayMessage(code: number, buf: Buffer, start: number, end: number): void {
+    // Everything below reads names and SQL out of the message: it must be well formed first.
+    const malformed = frontendMessageError(code, buf, start, end);
+    if (malformed !== null) return this.onProtocolError(malformed);
     switch (code) {
       case FrontendCode.Terminate:
         this.close(DisconnectReason.ClientGone);
@@ -642,28 +703,37 @@ export class ClientSession implements FrameSink, BackendListener {
       return;
     }
     if (code === FrontendCode.Flush) return;
-    const extended = code !== FrontendCode.Query;
-    let word = "";
-    if (code === FrontendCode.Query) word = firstWord(buf, start + HEADER, end - 1);
-    else if (code === FrontendCode.Parse)
-      word = firstWord(buf, buf.indexOf(0, start + HEADER) + 1, end);
-    else if (
+    if (
       this.pendingAbortEnd !== null &&
       (code === FrontendCode.Bind ||
         code === FrontendCode.Execute ||
         code === FrontendCode.Describe)
     ) {
-      // Bind / Describe / Execute of the ROLLBACK or COMMIT whose Parse we answered.
+      // Bind / Describe / Execute of the ROLLBACK or COMMIT whose Parse (or Bind) we answered.
       if (code === FrontendCode.Bind) this.writeClient(msg.bindComplete);
       else if (code === FrontendCode.Describe) this.writeClient(msg.noData);
       else this.endAbortedTransaction(this.pendingAbortEnd, true);
       return;
     }
-    if (word === "rollback" || word === "abort" || word === "commit" || word === "end") {
-      const tag = word === "rollback" || word === "abort" ? "ROLLBACK" : "COMMIT";
-      if (code === FrontendCode.Parse) {
+    let sql: string | undefined;
+    if (code === FrontendCode.Query) sql = buf.toString("utf8", start + HEADER, end - 1);
+    else if (code === FrontendCode.Parse) {
+      const nameEnd = buf.indexOf(0, start + HEADER);
+      sql = buf.toString("utf8", nameEnd + 1, buf.indexOf(0, nameEnd + 1));
+    } else if (code === FrontendCode.Bind) {
+      // A named statement prepared earlier (psycopg names its ROLLBACK at prepare_threshold).
+      const portalEnd = buf.indexOf(0, start + HEADER);
+      sql = this.statements.get(buf.toString("utf8", portalEnd + 1, buf.indexOf(0, portalEnd + 1)))?.sql;
+    }
+    // Only a full ROLLBACK ends the lost transaction; Postgres answers COMMIT (and PREPARE
+    // TRANSACTION) in an aborted transaction with ROLLBACK. Savepoints died with the server:
+    // ROLLBACK TO, RELEASE and SAVEPOINT get 25P02 like any other statement.
+    const control = sql === undefined ? "other" : transactionControl(sql);
+    if (control === "rollback" || control === "commit" || control === "prepare_transaction") {
+      const tag = control === "rollback" ? "ROLLBACK" : "COMMIT";
+      if (code === FrontendCode.Parse || code === FrontendCode.Bind) {
         this.pendingAbortEnd = tag;
-        this.writeClient(msg.parseComplete);
+        this.writeClient(code === FrontendCode.Parse ? msg.parseComplete : msg.bindComplete);
         return;
       }
       this.endAbortedTransaction(tag, false);
@@ -671,7 +741,7 @@ export class ClientSession implements FrameSink, BackendListener {
     }
     this.reportError(this.lostUnreported ? lostConnectionError(true) : abortedTransactionError());
     this.lostUnreported = false;
-    if (extended) this.skipToSync = true;
+    if (code !== FrontendCode.Query) this.skipToSync = true;
     else this.writeClient(msg.readyForQueryFailed);
   }
 
@@ -747,7 +817,8 @@ export class ClientSession implements FrameSink, BackendListener {
       return;
     }
     if (err || conn === null) {
-      this.failUnit(err ?? lostConnectionError(false), false);
+      const status = this.txStatus === TxStatus.Failed ? TxStatus.Failed : TxStatus.Idle;
+      this.failUnit(err ?? lostConnectionError(false), status);
       return;
     }
     this.lease = conn;
@@ -756,8 +827,13 @@ export class ClientSession implements FrameSink, BackendListener {
     if (this.clientBlocked) conn.pauseReading();
     this.corkServer(conn); // settings, injected Parses and the held unit in one write
     this.applySettings(conn);
-    // Send everything the unit holds so far, frame by frame (names may need rewriting).
-    this.endInputRun();
+    // Send everything the unit holds so far, frame by frame (names may need rewriting). The
+    // chunk's pending range joins the unit first, whatever its size: it is sent from there.
+    const pending = this.input.take();
+    if (pending !== null) {
+      this.unit.push(pending);
+      this.unitBytes += pending.length;
+    }
     for (const range of this.unit) {
       let pos = 0;
       while (pos < range.length) {
@@ -781,6 +857,10 @@ export class ClientSession implements FrameSink, BackendListener {
     this.flushClient();
   }
 
+  /** The unnamed statement / portal is a DEALLOCATE or DISCARD we answer: its command tag. */
+  private localUnnamed: string | null = null;
+  private localPortal: string | null = null;
+
   // Writes to the server are coalesced: one range per client chunk unless a frame is rewritten.
   private readonly serverRun = new ByteRun();
 
@@ -790,7 +870,6 @@ export class ClientSession implements FrameSink, BackendListener {
    */
   private send(code: number, buf: Buffer, start: number, end: number): void {
     const conn = this.lease as BackendConnection;
-    const ex = conn.expected;
     const named = this.route?.mode === "transaction" && this.ctx.maxPreparedStatements > 0;
     if (
       code === FrontendCode.Parse ||
@@ -801,21 +880,39 @@ export class ClientSession implements FrameSink, BackendListener {
     } else if (code === FrontendCode.Describe || code === FrontendCode.Close) conn.unsynced = true;
     let replacement: Buffer | null | undefined; // undefined: send as is; null: send nothing
     switch (code) {
-      case FrontendCode.Query:
-        ex.push(code, Action.Forward);
+      case FrontendCode.Query: {
         conn.unsynced = false;
+        const tag = named ? this.manageStatements(conn, buf, start + HEADER, end - 1) : null;
+        if (tag !== null) {
+          // Answered by us in stream order; a Sync gets the server's ReadyForQuery status.
+          conn.expect(FrontendCode.Execute, Action.Simulate, msg.commandComplete(tag));
+          conn.expect(FrontendCode.Sync, Action.Forward);
+          replacement = msg.syncMessage;
+          break;
+        }
+        conn.expect(code, Action.Forward);
         this.trackSessionState(conn, buf, start + HEADER, end - 1);
         break;
+      }
       case FrontendCode.Parse: {
         const nameEnd = buf.indexOf(0, start + HEADER);
         if (nameEnd === start + HEADER) {
-          ex.push(code, Action.Forward);
+          // The unnamed statement: psycopg sends DEALLOCATE through the extended protocol.
+          const sqlEnd = buf.indexOf(0, nameEnd + 1);
+          this.localUnnamed = named ? this.manageStatements(conn, buf, nameEnd + 1, sqlEnd) : null;
+          this.localPortal = null;
+          if (this.localUnnamed !== null) {
+            conn.expect(code, Action.Simulate, msg.parseComplete);
+            replacement = null;
+            break;
+          }
+          conn.expect(code, Action.Forward);
           this.trackSessionState(conn, buf, nameEnd + 1, buf.indexOf(0, nameEnd + 1));
           break;
         }
         if (!named) {
           conn.pins.add(PinReason.PreparedStatement);
-          ex.push(code, Action.Forward);
+          conn.expect(code, Action.Forward);
           break;
         }
         replacement = this.parseNamed(conn, buf, start, end, nameEnd);
@@ -824,6 +921,14 @@ export class ClientSession implements FrameSink, BackendListener {
       case FrontendCode.Bind: {
         const portalEnd = buf.indexOf(0, start + HEADER);
         const stmtEnd = buf.indexOf(0, portalEnd + 1);
+        if (portalEnd === start + HEADER) {
+          this.localPortal = stmtEnd === portalEnd + 1 ? this.localUnnamed : null;
+          if (this.localPortal !== null) {
+            conn.expect(code, Action.Simulate, msg.bindComplete);
+            replacement = null;
+            break;
+          }
+        }
         if (named && stmtEnd > portalEnd + 1) {
           const stmt = this.prepareFor(conn, buf.toString("utf8", portalEnd + 1, stmtEnd));
           if (stmt) {
@@ -831,32 +936,48 @@ export class ClientSession implements FrameSink, BackendListener {
             replacement = spliceName(buf, start, end, portalEnd + 1, stmtEnd, stmt.serverName);
           }
         }
-        ex.push(code, Action.Forward);
+        conn.expect(code, Action.Forward);
         break;
       }
       case FrontendCode.Describe: {
+        if (end - start === HEADER + 2 && this.isLocalUnnamed(buf[start + HEADER])) {
+          const statement = buf[start + HEADER] === 0x53;
+          conn.expect(code, Action.Simulate, statement ? noParameters : msg.noData);
+          replacement = null;
+          break;
+        }
         if (named && buf[start + HEADER] === 0x53 && end - start > HEADER + 2) {
           const stmt = this.prepareFor(conn, buf.toString("utf8", start + HEADER + 1, end - 1));
           if (stmt)
             replacement = spliceName(buf, start, end, start + HEADER + 1, end - 1, stmt.serverName);
         }
-        ex.push(code, Action.Forward);
+        conn.expect(code, Action.Forward);
         break;
       }
       case FrontendCode.Close:
-        if (named && buf[start + HEADER] === 0x53 && end - start > HEADER + 2) {
+        if (end - start === HEADER + 2 && this.isLocalUnnamed(buf[start + HEADER])) {
+          if (buf[start + HEADER] === 0x53) this.localUnnamed = null;
+          else this.localPortal = null;
+          conn.expect(code, Action.Simulate, msg.closeComplete);
+          replacement = null;
+        } else if (named && buf[start + HEADER] === 0x53 && end - start > HEADER + 2) {
           // The server copy stays cached for other clients; the client's name is gone.
           this.statements.delete(buf.toString("utf8", start + HEADER + 1, end - 1));
-          ex.push(code, Action.Simulate, msg.closeComplete);
+          conn.expect(code, Action.Simulate, msg.closeComplete);
           replacement = null;
-        } else ex.push(code, Action.Forward);
+        } else conn.expect(code, Action.Forward);
         break;
       case FrontendCode.Execute:
-        ex.push(code, Action.Forward);
+        if (this.localPortal !== null && buf[start + HEADER] === 0) {
+          conn.expect(code, Action.Simulate, msg.commandComplete(this.localPortal));
+          replacement = null;
+          break;
+        }
+        conn.expect(code, Action.Forward);
         break;
       case FrontendCode.Sync:
       case FrontendCode.FunctionCall:
-        ex.push(code, Action.Forward);
+        conn.expect(code, Action.Forward);
         conn.unsynced = false;
         break;
       default:
@@ -870,6 +991,29 @@ export class ClientSession implements FrameSink, BackendListener {
     }
     this.flushServerRun();
     if (replacement !== null) this.writeServerDirect(replacement);
+  }
+
+  /**
+   * DEALLOCATE of the client's own statement names, and DISCARD ALL, are answered by us: the
+   * server never knew those names. Returns the command tag, or null to send the SQL on. A pinned
+   * server's session has state of its own (SQL PREPARE, SET...): DEALLOCATE ALL and DISCARD ALL
+   * go to it (the client's names are dropped all the same, see applySessionChange).
+   */
+  private manageStatements(
+    conn: BackendConnection,
+    buf: Buffer,
+    start: number,
+    end: number,
+  ): string | null {
+    if (conn.skipping) return null; // the server skips it, and so must we
+    const tag = this.statements.applySql(buf, start, end, conn.txStatus === TxStatus.Idle);
+    if (tag !== null && tag !== "DEALLOCATE" && conn.pins.size > 0) return null;
+    return tag;
+  }
+
+  /** Whether a Describe/Close target ('S' or 'P', unnamed) is one we answered the Parse of. */
+  private isLocalUnnamed(kind: number): boolean {
+    return kind === 0x53 ? this.localUnnamed !== null : this.localPortal !== null;
   }
 
   /** A client Parse of a named statement: give it its content name; skip it where it exists. */
@@ -890,13 +1034,13 @@ export class ClientSession implements FrameSink, BackendListener {
     const serverName = stmt.serverName;
     if (conn.prepared.has(serverName)) {
       this.ctx.events.statement(this, "hit");
-      conn.expected.push(FrontendCode.Parse, Action.Simulate, msg.parseComplete);
+      conn.expect(FrontendCode.Parse, Action.Simulate, msg.parseComplete);
       return null;
     }
     this.ctx.events.statement(this, "miss");
     this.evictFor(conn, serverName);
     conn.prepared.expect(serverName);
-    conn.expected.push(FrontendCode.Parse, Action.Forward, serverName);
+    conn.expect(FrontendCode.Parse, Action.Forward, serverName);
     return stmt.parse;
   }
 
@@ -908,7 +1052,7 @@ export class ClientSession implements FrameSink, BackendListener {
       this.ctx.events.statement(this, "reprepare");
       this.evictFor(conn, stmt.serverName);
       conn.prepared.expect(stmt.serverName);
-      conn.expected.push(FrontendCode.Parse, Action.Ignore, stmt.serverName);
+      conn.expect(FrontendCode.Parse, Action.Ignore, stmt.serverName);
       this.flushServerRun();
       this.writeServerDirect(stmt.parse);
     }
@@ -917,11 +1061,13 @@ export class ClientSession implements FrameSink, BackendListener {
 
   /** Closes the least recently used statements on a full server before preparing another. */
   private evictFor(conn: BackendConnection, keep: string): void {
+    // A Close the server would skip (after an error, until Sync) would not free anything.
+    if (conn.skipping) return;
     const victims = conn.prepared.evictFor(1, new Set([keep]));
     if (victims.length === 0) return;
     this.flushServerRun();
     for (const name of victims) {
-      conn.expected.push(FrontendCode.Close, Action.Ignore);
+      conn.expect(FrontendCode.Close, Action.Ignore);
       this.writeServerDirect(msg.close("S", name));
     }
   }
@@ -938,8 +1084,11 @@ export class ClientSession implements FrameSink, BackendListener {
   }
 
   private applySessionChange(conn: BackendConnection, change: NonNullable<StateChange>): void {
-    // Only pins are acted on so far; set/reset/deallocate/listen effects are not yet carried to
-    // the next server, so the pins that come with them stay.
+    // Effects apply when the statement is sent, before the server says whether it succeeded. A
+    // pin is therefore taken at once; state that was undone (RESET ROLE, UNLISTEN, DISCARD ALL)
+    // may not have been (a failed or rolled-back statement), so the server is reset before
+    // anyone else gets it. set/reset/listen effects are not carried to other servers yet: the
+    // pins that come with them stay.
     for (const effect of change) {
       if ("pin" in effect) {
         if (!conn.pins.has(effect.pin)) {
@@ -953,7 +1102,17 @@ export class ClientSession implements FrameSink, BackendListener {
       } else if ("unpin" in effect) {
         if (effect.unpin === "all") conn.pins.clear();
         else conn.pins.delete(effect.unpin);
-      } else if ("discard" in effect && effect.discard === "all") conn.pins.clear();
+        conn.needsReset = true;
+      } else if (
+        ("discard" in effect && effect.discard === "all") ||
+        ("deallocate" in effect && effect.deallocate === null)
+      ) {
+        // The server's statements (ours included) are gone: forget them, and the client's names.
+        if ("discard" in effect) conn.pins.clear();
+        conn.prepared.clear();
+        this.statements.clear();
+        conn.needsReset = true;
+      }
     }
   }
 
@@ -1013,7 +1172,7 @@ export class ClientSession implements FrameSink, BackendListener {
       sql += `RESET ${quoteIdent(lc)};`;
     }
     if (sql === "") return;
-    conn.expected.push(FrontendCode.Query, Action.Ignore);
+    conn.expect(FrontendCode.Query, Action.Ignore);
     conn.write(msg.query(sql));
   }
 
@@ -1100,6 +1259,21 @@ export class ClientSession implements FrameSink, BackendListener {
     }
   }
 
+  /** A Sync of a pipeline completed with more Syncs owed: its replies are final, send them. */
+  synced(status: number): void {
+    this.txStatus = status;
+    this.flushOut();
+    // The rest of the unit can no longer be replayed: these replies were its first part.
+    this.releaseHeld();
+  }
+
+  ownNotification(buf: Buffer, start: number, end: number): void {
+    const copy = Buffer.from(buf.subarray(start, end));
+    if (this.key) copy.writeInt32BE(this.key.pid, 5);
+    this.flushOut();
+    this.emit(copy);
+  }
+
   lost(reason: DisconnectReason, error: ServerError | null): void {
     const conn = this.lease;
     this.lease = null;
@@ -1123,9 +1297,13 @@ export class ClientSession implements FrameSink, BackendListener {
     else this.flushOut();
     const owed = conn.expected.pendingReadyForQuery();
     const inTransaction = conn.txStatus !== TxStatus.Idle;
+    conn.expected.clear();
+    if (this.route?.mode === "transaction" && conn.pins.size > 0) {
+      this.closeForLostState(conn);
+      return;
+    }
     if (!this.unitOpen) {
       // Nothing in flight. A transaction the client holds open is gone: it learns at its next statement.
-      conn.expected.clear();
       if (inTransaction) {
         this.lostTransaction = true;
         this.lostUnreported = true;
@@ -1135,19 +1313,21 @@ export class ClientSession implements FrameSink, BackendListener {
       this.flushClient();
       return;
     }
-    conn.expected.clear();
     const policy = this.route?.retry;
+    const unit = this.unitOverflow ? null : this.unit;
+    // 8192: Postgres reads client input in 8 kB pieces (PQ_RECV_BUFFER_SIZE).
+    const resetBeforeRead = conn.resetByPeer && owed === 1 && this.unitBytes <= 8192;
+    const lostUnit: LostUnit = {
+      unit,
+      written: conn.bytesSent > 0,
+      replied: this.unitReplied,
+      resetBeforeRead,
+      replays: this.replays,
+      error,
+      statementText: (name) => this.statements.get(name)?.sql,
+    };
     if (!inTransaction && !this.unitForwarded && policy) {
-      const verdict = policy.decide({
-        unit: this.unitOverflow ? null : this.unit,
-        written: conn.bytesSent > 0,
-        replied: this.unitReplied,
-        // 8192: Postgres reads client input in 8 kB pieces (PQ_RECV_BUFFER_SIZE).
-        resetBeforeRead: conn.resetByPeer && owed === 1 && this.unitBytes <= 8192,
-        replays: this.replays,
-        error,
-        statementText: (name) => this.statements.get(name)?.sql,
-      });
+      const verdict = policy.decide(lostUnit);
       if (verdict === "replay") {
         this.replays++;
         this.log.info(
@@ -1160,22 +1340,79 @@ export class ClientSession implements FrameSink, BackendListener {
       // gave_up is counted by failUnit (this.replays > 0), once.
       if (verdict === "not_retryable") this.ctx.events.replay(this, "not_retryable");
     }
-    this.failUnit(lostConnectionError(inTransaction), inTransaction, owed);
+    const outcome = this.lostUnitOutcome(lostUnit, inTransaction);
+    this.failUnit(outcome.error, outcome.status, owed);
+  }
+
+  /**
+   * What the client is told about a unit its server died under (DESIGN.md section 1): work that
+   * certainly did not run was simply lost (08006); a transaction that ended with the server was
+   * rolled back, unless the unit may have committed it, whose outcome is unknown (08007).
+   */
+  private lostUnitOutcome(
+    lost: LostUnit,
+    inTransaction: boolean,
+  ): { error: ProxyError; status: number } {
+    const certainlyNotRun =
+      !lost.written ||
+      (!lost.replied && (lost.resetBeforeRead || refusedBeforeRunning(lost.error)));
+    if (certainlyNotRun) {
+      return {
+        error: lostConnectionError(inTransaction),
+        status: inTransaction ? TxStatus.Failed : TxStatus.Idle,
+      };
+    }
+    const texts = unitTexts(this.unit, lost.statementText);
+    const commits = this.unitOverflow || texts.some((t) => t === null || mayCommit(t));
+    if (inTransaction) {
+      return commits
+        ? { error: resolutionUnknownError(), status: TxStatus.Idle }
+        : { error: lostConnectionError(true), status: TxStatus.Failed };
+    }
+    const first = texts[0];
+    if (!commits && first !== null && first !== undefined && transactionControl(first) === "begin") {
+      // The unit opened a transaction and never ended it: that transaction is gone.
+      return { error: lostConnectionError(true), status: TxStatus.Failed };
+    }
+    const readOnly =
+      !this.unitOverflow && texts.every((t) => t !== null && classifyStatement(t) === "read_only");
+    return readOnly
+      ? { error: lostConnectionError(false), status: TxStatus.Idle }
+      : { error: resolutionUnknownError(), status: TxStatus.Idle };
+  }
+
+  /**
+   * The backend of a pinned client died: the state it held (a role, a lock, temp tables) cannot
+   * be rebuilt elsewhere, so the client must know its session is gone. Its work is not replayed.
+   */
+  private closeForLostState(conn: BackendConnection): void {
+    const state = [...conn.pins].join(", ");
+    this.log.info({ client: this.id, server: conn.id, pins: state }, "pinned server lost");
+    this.dropHeld();
+    this.unit = [];
+    this.unitBytes = 0;
+    this.unitOpen = false;
+    const err = new ProxyError(
+      "pinned_state_lost",
+      "08006",
+      `the server connection was lost with session state pgsidecar cannot restore (${state})`,
+      "FATAL",
+      "The session's state was lost with its server; reconnect and set it up again.",
+    );
+    this.ctx.events.clientError(this, err.sqlstate);
+    this.writeClient(err.toMessage());
+    this.flushClient();
+    this.close(DisconnectReason.ServerLost);
   }
 
   /** Ends the current unit with a non-fatal error: one ErrorResponse + ReadyForQuery per Sync owed. */
-  private failUnit(err: ProxyError | ServerError, inTransaction: boolean, owed = -1): void {
+  private failUnit(err: ProxyError | ServerError, status: number, owed = -1): void {
     this.endInputRun();
     if (owed < 0) owed = countSyncs(this.unit);
     // A server's FATAL (e.g. its password changed) is reported as an ERROR: this connection lives on.
     const error = "raw" in err ? errorFromServer(err) : err.toMessage();
     this.holding = false;
     const sqlstate = err.sqlstate;
-    const status = inTransaction
-      ? TxStatus.Failed
-      : this.txStatus === TxStatus.Failed
-        ? TxStatus.Failed
-        : TxStatus.Idle;
     for (let i = 0; i < owed; i++) {
       this.ctx.events.clientError(this, sqlstate);
       this.writeClient(error);
@@ -1187,7 +1424,8 @@ export class ClientSession implements FrameSink, BackendListener {
       this.writeClient(error);
       this.skipToSync = true;
     }
-    if (inTransaction) this.lostTransaction = true;
+    // A transaction that ended as failed is answered by us until the client's ROLLBACK.
+    this.lostTransaction = status === TxStatus.Failed;
     this.txStatus = status;
     if (this.replays > 0) this.ctx.events.replay(this, "gave_up");
     this.unit = [];
@@ -1329,8 +1567,19 @@ export class ClientSession implements FrameSink, BackendListener {
     );
   }
 
+  /**
+   * A CancelRequest for this client: cancels the unit its server is running for it. It travels on
+   * a new connection, so the server may be done, and serving someone else, by the time that
+   * connection opens: whether the lease is still ours and still owes replies is checked again
+   * right before the packet is written. What remains cannot be closed: between that write and
+   * the postmaster signalling the server, the unit may finish, the lease go back and the server
+   * start the next unit, another client's in transaction mode. Postgres has the same race for its
+   * own clients (a cancel hits whatever the backend runs when the signal lands).
+   */
   cancelCurrent(): void {
-    if (this.lease && !this.lease.expected.empty) this.lease.cancel();
+    const conn = this.lease;
+    if (conn === null || conn.expected.empty) return;
+    conn.cancel(() => this.lease === conn && !conn.expected.empty);
   }
 
   /** Sends a FATAL (when the protocol allows one) and closes. */
@@ -1392,6 +1641,38 @@ function countSyncs(unit: Buffer[]): number {
   return n;
 }
 
+/**
+ * The SQL text of each statement-bearing frame of a unit, in order: Query and Parse texts, and
+ * the text of a named statement a Bind executes; null where the text is unknown (a statement
+ * the client never prepared with us, a FunctionCall).
+ */
+function unitTexts(
+  unit: readonly Buffer[],
+  statementText: (name: string) => string | undefined,
+): Array<string | null> {
+  const texts: Array<string | null> = [];
+  for (const range of unit) {
+    let pos = 0;
+    while (pos + HEADER <= range.length) {
+      const code = range[pos];
+      const end = pos + 1 + range.readInt32BE(pos + 1);
+      if (code === FrontendCode.Query) texts.push(range.toString("utf8", pos + HEADER, end - 1));
+      else if (code === FrontendCode.Parse) {
+        const nameEnd = range.indexOf(0, pos + HEADER);
+        texts.push(range.toString("utf8", nameEnd + 1, range.indexOf(0, nameEnd + 1)));
+      } else if (code === FrontendCode.Bind) {
+        const portalEnd = range.indexOf(0, pos + HEADER);
+        const stmtEnd = range.indexOf(0, portalEnd + 1);
+        if (stmtEnd > portalEnd + 1) {
+          texts.push(statementText(range.toString("utf8", portalEnd + 1, stmtEnd)) ?? null);
+        }
+      } else if (code === FrontendCode.FunctionCall) texts.push(null);
+      pos = end;
+    }
+  }
+  return texts;
+}
+
 /** The first word of SQL text, lower-cased (for ROLLBACK/COMMIT recognition). */
 function firstWord(buf: Buffer, start: number, end: number): string {
   const text = buf
@@ -1400,6 +1681,9 @@ function firstWord(buf: Buffer, start: number, end: number): string {
     .toLowerCase();
   return /^[a-z]+/.exec(text)?.[0] ?? "";
 }
+
+/** ParameterDescription with no parameters, then NoData: Describe of a statement like DEALLOCATE. */
+const noParameters = Buffer.concat([Buffer.from([0x74, 0, 0, 0, 6, 0, 0]), msg.noData]);
 
 function abortedTransactionError(): ProxyError {
   return new ProxyError(

@@ -41,6 +41,11 @@ export interface LostUnit {
  */
 const NOT_RUN_WHEN_FIRST_REPLY = new Set(["57P03", "53300", "57P01", "57P05"]);
 
+/** Whether a FATAL, as the first reply to a unit, proves the unit did not run (see above). */
+export function refusedBeforeRunning(error: ServerError | null): boolean {
+  return error !== null && NOT_RUN_WHEN_FIRST_REPLY.has(error.sqlstate);
+}
+
 export class RetryPolicy {
   /** Classification counts since start, for metrics. */
   readonly classified: Record<StatementClass, number> = { read_only: 0, write: 0 };

@@ -81,7 +81,7 @@ describe("defaults", () => {
     expect(c.server_keepalive_interval).toBe(10_000);
     expect(c.server_keepalive_count).toBe(3);
     expect(c.response_timeout).toBe(0);
-    expect(c.max_message_bytes).toBe(64 * 1024 * 1024);
+    expect(c.max_message_bytes).toBe(256 * 1024 * 1024);
     expect(c.retry).toBe("safe");
     expect(c.retry_max).toBe(3);
     expect(c.retry_buffer_bytes).toBe(1024 * 1024);
@@ -834,7 +834,7 @@ describe("the Config object", () => {
       "postgres://x:****@replica:5432/r?sslmode=prefer pool_size=20 min_pool_size=0 pool_mode=transaction retry=safe",
     );
     expect(byKey.get("users")?.value).toBe("ops (admin),app,x");
-    expect(byKey.get("max_message_bytes")).toMatchObject({ value: "64MB", default: "64MB" });
+    expect(byKey.get("max_message_bytes")).toMatchObject({ value: "256MB", default: "256MB" });
     expect(byKey.get("server_login_retry")).toMatchObject({ value: "500ms", default: "500ms" });
   });
 });
