@@ -34,14 +34,14 @@ import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from "./client-auth.js";
 import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
 import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-policy.js";
-import { classifyStatement } from "./statement-class.js";
-import { mayCommit, transactionControl } from "./transaction-words.js";
 import {
   detectSessionState,
   PinReason,
   type StateChange,
   TRACKED_PARAMETERS,
 } from "./session-state.js";
+import { classifyStatement } from "./statement-class.js";
+import { mayCommit, transactionControl } from "./transaction-words.js";
 
 export const SessionState = {
   Startup: "startup",
@@ -723,7 +723,9 @@ export class ClientSession implements FrameSink, BackendListener {
     } else if (code === FrontendCode.Bind) {
       // A named statement prepared earlier (psycopg names its ROLLBACK at prepare_threshold).
       const portalEnd = buf.indexOf(0, start + HEADER);
-      sql = this.statements.get(buf.toString("utf8", portalEnd + 1, buf.indexOf(0, portalEnd + 1)))?.sql;
+      sql = this.statements.get(
+        buf.toString("utf8", portalEnd + 1, buf.indexOf(0, portalEnd + 1)),
+      )?.sql;
     }
     // Only a full ROLLBACK ends the lost transaction; Postgres answers COMMIT (and PREPARE
     // TRANSACTION) in an aborted transaction with ROLLBACK. Savepoints died with the server:
@@ -1370,7 +1372,12 @@ export class ClientSession implements FrameSink, BackendListener {
         : { error: lostConnectionError(true), status: TxStatus.Failed };
     }
     const first = texts[0];
-    if (!commits && first !== null && first !== undefined && transactionControl(first) === "begin") {
+    if (
+      !commits &&
+      first !== null &&
+      first !== undefined &&
+      transactionControl(first) === "begin"
+    ) {
       // The unit opened a transaction and never ended it: that transaction is gone.
       return { error: lostConnectionError(true), status: TxStatus.Failed };
     }
@@ -1671,15 +1678,6 @@ function unitTexts(
     }
   }
   return texts;
-}
-
-/** The first word of SQL text, lower-cased (for ROLLBACK/COMMIT recognition). */
-function firstWord(buf: Buffer, start: number, end: number): string {
-  const text = buf
-    .toString("utf8", start, Math.min(end, start + 64))
-    .trimStart()
-    .toLowerCase();
-  return /^[a-z]+/.exec(text)?.[0] ?? "";
 }
 
 /** ParameterDescription with no parameters, then NoData: Describe of a statement like DEALLOCATE. */
