@@ -39,6 +39,8 @@ export interface BackendListener {
   ready(status: number): void;
   /** A ReadyForQuery of a pipeline with more Syncs still owed. */
   synced?(status: number): void;
+  /** An ErrorResponse that names a server-side statement (pgsc_...): the client knows another. */
+  renamedError?(buf: Buffer, start: number, end: number): void;
   /** A NotificationResponse from a NOTIFY this server itself ran (it carries the server's pid). */
   ownNotification?(buf: Buffer, start: number, end: number): void;
   /** A ParameterStatus from the server (recorded in `params`; forwarded by us unless `ignored`). */
@@ -331,7 +333,15 @@ export class BackendConnection implements FrameSink {
     const action = ex.headAction;
     this.streamAction = action;
     // Errors always reach the client, even for requests we injected (a re-Parse that now fails).
-    if (action === Action.Forward || code === BackendCode.ErrorResponse) l.forward(buf, start, end);
+    if (
+      code === BackendCode.ErrorResponse &&
+      l.renamedError &&
+      namesServerStatement(buf, start, end)
+    ) {
+      l.renamedError(buf, start, end);
+    } else if (action === Action.Forward || code === BackendCode.ErrorResponse) {
+      l.forward(buf, start, end);
+    }
     if (code === BackendCode.CopyInResponse || code === BackendCode.CopyBothResponse) {
       l.mustFlush?.(); // the client must now send data: nothing may be held back
     }
@@ -805,6 +815,14 @@ function errorCodeIs(buf: Buffer, start: number, end: number, code: string): boo
     pos = valueEnd + 1;
   }
   return false;
+}
+
+const SERVER_STATEMENT_PREFIX = Buffer.from("pgsc_");
+
+/** Whether an ErrorResponse mentions one of our server-side statement names (cold path). */
+function namesServerStatement(buf: Buffer, start: number, end: number): boolean {
+  const at = buf.indexOf(SERVER_STATEMENT_PREFIX, start);
+  return at >= 0 && at < end;
 }
 
 /** Whether a server message of type `reply` completes the request of type `request`. */

@@ -486,7 +486,7 @@ export class ClientSession implements FrameSink, BackendListener {
       this.close(DisconnectReason.LoginFailed);
       return;
     }
-    this.fatal(new ProxyError(err.code, err.sqlstate, err.message, "FATAL"));
+    this.fatal(new ProxyError(err.code, err.sqlstate, err.message, "FATAL", err.detail));
   }
 
   private finishLogin(serverParams: ReadonlyMap<string, string>): void {
@@ -1269,6 +1269,13 @@ export class ClientSession implements FrameSink, BackendListener {
     this.releaseHeld();
   }
 
+  renamedError(buf: Buffer, start: number, end: number): void {
+    this.unitReplied = true;
+    if (!this.holding) this.unitForwarded = true;
+    this.flushOut();
+    this.emit(renameStatements(buf.subarray(start, end), (n) => this.statements.clientNameOf(n)));
+  }
+
   ownNotification(buf: Buffer, start: number, end: number): void {
     const copy = Buffer.from(buf.subarray(start, end));
     if (this.key) copy.writeInt32BE(this.key.pid, 5);
@@ -1678,6 +1685,31 @@ function unitTexts(
     }
   }
   return texts;
+}
+
+const SERVER_NAME = /pgsc_[0-9a-f]{40}/g;
+
+/**
+ * A copy of a server message with each server-side statement name replaced by the client's
+ * name for it (an error must read as it would on a direct connection), its length fixed.
+ */
+function renameStatements(
+  message: Buffer,
+  clientName: (server: string) => string | undefined,
+): Buffer {
+  const text = message.toString("latin1", HEADER);
+  const pieces: Buffer[] = [message.subarray(0, HEADER)];
+  let last = 0;
+  for (const m of text.matchAll(SERVER_NAME)) {
+    const name = clientName(m[0]);
+    if (name === undefined) continue;
+    pieces.push(Buffer.from(text.slice(last, m.index), "latin1"), Buffer.from(name, "utf8"));
+    last = (m.index ?? 0) + m[0].length;
+  }
+  pieces.push(Buffer.from(text.slice(last), "latin1"));
+  const out = Buffer.concat(pieces);
+  out.writeInt32BE(out.length - 1, 1);
+  return out;
 }
 
 /** ParameterDescription with no parameters, then NoData: Describe of a statement like DEALLOCATE. */

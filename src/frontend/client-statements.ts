@@ -31,6 +31,12 @@ export class ClientStatements {
     return this.byName.get(name);
   }
 
+  /** The client's name for a server-side statement name (for error messages), if it has one. */
+  clientNameOf(serverName: string): string | undefined {
+    for (const [name, stmt] of this.byName) if (stmt.serverName === serverName) return name;
+    return undefined;
+  }
+
   delete(name: string): boolean {
     return this.byName.delete(name);
   }
