@@ -103,8 +103,11 @@ function login(o: IdleLogin, timeoutMs: number): Promise<Conn> {
               scram = new ScramClientExchange(o.password);
               socket.write(saslInitial("SCRAM-SHA-256", scram.clientFirst()));
             } else if (kind === 11) {
-              const reply = (scram as ScramClientExchange).serverFirst(body.toString("utf8", 4));
-              socket.write(frame("p", Buffer.from(reply, "utf8")));
+              // Hi() runs on the thread pool; the server waits for this answer.
+              (scram as ScramClientExchange).serverFirst(body.toString("utf8", 4)).then(
+                (reply) => socket.write(frame("p", Buffer.from(reply, "utf8"))),
+                (e: Error) => fail(e.message),
+              );
             } else if (kind === 12) {
               (scram as ScramClientExchange).serverFinal(body.toString("utf8", 4));
             } else if (kind !== 0) fail(`unsupported authentication request ${kind}`);

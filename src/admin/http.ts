@@ -1,6 +1,8 @@
 // HTTP side of the admin surface: /metrics (Prometheus), /healthz, /readyz and /status (JSON).
 
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
+import { isLoopbackHost } from "../loopback.js";
 import type { Metrics } from "../metrics.js";
 
 export interface HttpHandlers {
@@ -8,7 +10,12 @@ export interface HttpHandlers {
   /** Listening and not draining (and, when configured, the upstream reachable). */
   ready(): boolean;
   status(): unknown;
+  /** The password of `user` if it is an admin (admin_users, or admin: true in users), else null. */
+  adminPassword(user: string): string | null;
 }
+
+/** Compared against when the user is unknown, so timing does not tell which users exist. */
+const NO_PASSWORD = randomBytes(32);
 
 export class AdminHttpServer {
   private server: http.Server | null = null;
@@ -65,6 +72,14 @@ export class AdminHttpServer {
         return;
       }
       case "/status":
+        // Every client's and server's address, user and database: /metrics and the probes stay
+        // open (kubelet and Prometheus reach them from outside the pod), /status does not.
+        if (!this.mayReadStatus(req)) {
+          res.statusCode = 401;
+          res.setHeader("WWW-Authenticate", 'Basic realm="pgsidecar", charset="UTF-8"');
+          res.end("/status needs a loopback connection or an admin user's credentials\n");
+          return;
+        }
         res.setHeader("Content-Type", "application/json");
         res.end(`${JSON.stringify(this.handlers.status(), null, 2)}\n`);
         return;
@@ -73,4 +88,24 @@ export class AdminHttpServer {
         res.end("not found\n");
     }
   }
+
+  /** A peer on this machine, or HTTP basic auth (RFC 7617) as an admin user. */
+  private mayReadStatus(req: http.IncomingMessage): boolean {
+    const peer = req.socket.remoteAddress;
+    if (peer !== undefined && isLoopbackHost(peer)) return true;
+    const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? "");
+    if (m === null) return false;
+    const decoded = Buffer.from(m[1], "base64").toString("utf8");
+    const colon = decoded.indexOf(":");
+    if (colon < 0) return false;
+    const expected = this.handlers.adminPassword(decoded.slice(0, colon));
+    // Digests have one length, so the comparison takes as long for any password and any user.
+    const given = sha256(decoded.slice(colon + 1));
+    const match = timingSafeEqual(given, expected === null ? NO_PASSWORD : sha256(expected));
+    return match && expected !== null;
+  }
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
 }

@@ -16,7 +16,14 @@
 //   AuthMessage     = client-first-bare "," server-first "," client-final-without-proof
 //   ClientProof     = ClientKey XOR HMAC(StoredKey, AuthMessage)
 //   ServerSignature = HMAC(ServerKey, AuthMessage)
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
+import {
+  createHash,
+  createHmac,
+  pbkdf2,
+  pbkdf2Sync,
+  randomBytes,
+  timingSafeEqual,
+} from "node:crypto";
 
 /** The only SASL mechanism we offer in AuthenticationSASL (B). */
 export const SCRAM_SHA_256 = "SCRAM-SHA-256";
@@ -57,6 +64,8 @@ export type ScramErrorCode =
   | "bad_server_signature"
   /** Client side: the upstream answered server-final-message with "e=<reason>". */
   | "server_error"
+  /** Client side: the upstream asks for more PBKDF2 iterations than we are willing to run. */
+  | "too_many_iterations"
   /** A message arrived out of turn, or after the exchange had failed or finished. */
   | "unexpected_message";
 
@@ -68,6 +77,7 @@ const SQLSTATE_BY_CODE: Readonly<Record<ScramErrorCode, string>> = {
   bad_proof: "28P01",
   bad_server_signature: "08P01",
   server_error: "08P01",
+  too_many_iterations: "08P01",
   unexpected_message: "08P01",
 };
 
@@ -321,11 +331,21 @@ function describeServerStep(step: ServerStep): string {
 const ClientStep = {
   Start: "start",
   AwaitServerFirst: "await_server_first",
+  /** server-first-message accepted; Hi() runs on the thread pool. The server waits for us. */
+  Deriving: "deriving",
   AwaitServerFinal: "await_server_final",
   Done: "done",
   Failed: "failed",
 } as const;
 type ClientStep = (typeof ClientStep)[keyof typeof ClientStep];
+
+/**
+ * Most PBKDF2 iterations a server may ask of us: 100,000, the cap node-postgres
+ * (`scramMaxIterations`, brianc/node-postgres#3677) and pgJDBC (`scramMaxIterations`) adopted
+ * against servers that make a client burn CPU with i=2^31-1. libpq has none. PostgreSQL's
+ * default `scram_iterations` is 4096; 100,000 Hi() rounds take ~40 ms.
+ */
+export const DEFAULT_MAX_SERVER_ITERATIONS = 100_000;
 
 export interface ScramClientOptions {
   /** A fixed client nonce instead of 18 random bytes in base64. For tests only (RFC 7677 vector). */
@@ -335,6 +355,8 @@ export interface ScramClientOptions {
    * PostgreSQL ignores it and uses the user of the StartupMessage. Set for test vectors only.
    */
   username?: string;
+  /** Refuse a server-first-message asking for more iterations (default 100,000). */
+  maxIterations?: number;
 }
 
 interface DerivedKeys {
@@ -344,17 +366,18 @@ interface DerivedKeys {
 
 /**
  * The proxy's SCRAM-SHA-256 login to the upstream, for one connection. Send clientFirst() in
- * SASLInitialResponse (F), the result of serverFirst(AuthenticationSASLContinue payload) in
+ * SASLInitialResponse (F), what serverFirst(AuthenticationSASLContinue payload) resolves to in
  * SASLResponse (F), then pass the AuthenticationSASLFinal payload to serverFinal(), which proves
- * the server knew the secret. Any ScramError ends the exchange.
+ * the server knew the secret. Only then is `done` true: an AuthenticationOk (B) before that is a
+ * server skipping its proof and must be refused. Any ScramError ends the exchange.
  */
 export class ScramClientExchange {
   /**
-   * Derived keys per (password, salt, iterations), least recently used first. Hi() with 4096
-   * iterations costs ~2 ms of blocked event loop, and every upstream connection of a pool repeats
-   * it with the same inputs. Keyed by a hash, so no password sits in the key.
+   * Derived keys per (password, salt, iterations), least recently used first. Every upstream
+   * connection of a pool repeats Hi() with the same inputs; a pending derivation is shared, so
+   * a burst of connections costs one. Keyed by a hash, so no password sits in the key.
    */
-  static readonly #keyCache = new Map<string, DerivedKeys>();
+  static readonly #keyCache = new Map<string, Promise<DerivedKeys>>();
 
   /** Forgets every derived key, e.g. after a reload that changed passwords. */
   static clearKeyCache(): void {
@@ -364,6 +387,7 @@ export class ScramClientExchange {
   readonly #password: string;
   readonly #clientNonce: string;
   readonly #clientFirstBare: string;
+  readonly #maxIterations: number;
   #step: ClientStep = ClientStep.Start;
   #serverSignature: Buffer | null = null;
 
@@ -372,9 +396,21 @@ export class ScramClientExchange {
     if (!isPrintable(nonce)) {
       throw new RangeError("invalid SCRAM nonce: printable ASCII without ',' expected");
     }
+    const maxIterations = options.maxIterations ?? DEFAULT_MAX_SERVER_ITERATIONS;
+    if (!isValidIterations(maxIterations)) {
+      throw new RangeError(
+        `unsupported SCRAM maxIterations ${maxIterations}, use an integer 1..${MAX_ITERATIONS}`,
+      );
+    }
     this.#password = password;
     this.#clientNonce = nonce;
     this.#clientFirstBare = `n=${escapeSaslName(options.username ?? "*")},r=${nonce}`;
+    this.#maxIterations = maxIterations;
+  }
+
+  /** The server proved it knows the password (a valid ServerSignature was verified). */
+  get done(): boolean {
+    return this.#step === ClientStep.Done;
   }
 
   /** client-first-message: no channel binding ('n'), no authorization identity. */
@@ -384,8 +420,11 @@ export class ScramClientExchange {
     return `n,,${this.#clientFirstBare}`;
   }
 
-  /** server-first-message -> client-final-message. */
-  serverFirst(message: string): string {
+  /**
+   * server-first-message -> client-final-message. The message is checked at once; Hi() then runs
+   * on the libuv thread pool (crypto.pbkdf2), never on the event loop the relay shares.
+   */
+  async serverFirst(message: string): Promise<string> {
     this.#enter(ClientStep.AwaitServerFirst, "server-first-message");
     const what = "server-first-message";
     const r = new AttrReader(message, what);
@@ -406,8 +445,19 @@ export class ScramClientExchange {
     const iterations = /^[0-9]{1,10}$/.test(iterationsText) ? Number(iterationsText) : Number.NaN;
     if (!isValidIterations(iterations)) throw malformed(what, "invalid iteration count");
     if (!r.atEnd()) throw malformed(what, "garbage after the iteration count");
+    if (iterations > this.#maxIterations) {
+      throw new ScramError(
+        "too_many_iterations",
+        `the server asks for ${iterations} SCRAM iterations, more than the limit of ${this.#maxIterations}`,
+      );
+    }
 
-    const keys = ScramClientExchange.#keys(preparePassword(this.#password), salt, iterations);
+    this.#step = ClientStep.Deriving;
+    const keys = await ScramClientExchange.#keys(preparePassword(this.#password), salt, iterations);
+    // Whatever arrived meanwhile (a message out of turn) has failed the exchange.
+    if (this.#step !== ClientStep.Deriving) {
+      throw new ScramError("unexpected_message", "the SCRAM exchange ended during Hi()");
+    }
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${message},${withoutProof}`;
     const proof = xor(keys.clientKey, hmac(sha256(keys.clientKey), authMessage));
@@ -441,15 +491,17 @@ export class ScramClientExchange {
 
   #enter(step: ClientStep, what: string): void {
     if (this.#step !== step) {
+      const was = this.#step;
+      this.#step = ClientStep.Failed;
       throw new ScramError(
         "unexpected_message",
-        `unexpected SCRAM ${what}: ${describeClientStep(this.#step)}`,
+        `unexpected SCRAM ${what}: ${describeClientStep(was)}`,
       );
     }
     this.#step = ClientStep.Failed;
   }
 
-  static #keys(password: Buffer, salt: Buffer, iterations: number): DerivedKeys {
+  static #keys(password: Buffer, salt: Buffer, iterations: number): Promise<DerivedKeys> {
     const cache = ScramClientExchange.#keyCache;
     const key = `${iterations}:${salt.toString("base64")}:${sha256(password).toString("base64")}`;
     const hit = cache.get(key);
@@ -458,7 +510,10 @@ export class ScramClientExchange {
       cache.set(key, hit);
       return hit;
     }
-    const keys = deriveKeys(password, salt, iterations);
+    const keys = deriveKeysAsync(password, salt, iterations);
+    keys.catch(() => {
+      if (cache.get(key) === keys) cache.delete(key);
+    });
     if (cache.size >= KEY_CACHE_LIMIT) {
       const oldest = cache.keys().next();
       if (oldest.done !== true) cache.delete(oldest.value);
@@ -474,6 +529,8 @@ function describeClientStep(step: ClientStep): string {
       return "clientFirst() not called yet";
     case ClientStep.AwaitServerFirst:
       return "server-first-message expected";
+    case ClientStep.Deriving:
+      return "server-first-message is still being processed";
     case ClientStep.AwaitServerFinal:
       return "server-final-message expected";
     case ClientStep.Done:
@@ -599,6 +656,17 @@ function xor(a: Buffer, b: Buffer): Buffer {
 function deriveKeys(password: Buffer, salt: Buffer, iterations: number): DerivedKeys {
   const salted = pbkdf2Sync(password, salt, iterations, KEY_BYTES, "sha256");
   return { clientKey: hmac(salted, "Client Key"), serverKey: hmac(salted, "Server Key") };
+}
+
+/** deriveKeys on the libuv thread pool: the upstream login must not block the event loop. */
+function deriveKeysAsync(password: Buffer, salt: Buffer, iterations: number): Promise<DerivedKeys> {
+  return new Promise((resolve, reject) => {
+    pbkdf2(password, salt, iterations, KEY_BYTES, "sha256", (err, salted) => {
+      if (err) reject(err);
+      else
+        resolve({ clientKey: hmac(salted, "Client Key"), serverKey: hmac(salted, "Server Key") });
+    });
+  });
 }
 
 /** The bytes Hi() sees: SASLprep'd password, or the raw UTF-8 when SASLprep rejects it. */

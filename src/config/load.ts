@@ -4,6 +4,7 @@ import { accessSync, constants, readFileSync } from "node:fs";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Options } from "yargs";
 import yargs from "yargs";
+import { isLoopbackHost } from "../loopback.js";
 import { formatDuration } from "./duration.js";
 import {
   ADMIN_DATABASE,
@@ -12,8 +13,10 @@ import {
   type DatabaseConfig,
   type DatabaseSpec,
   ENV_PREFIX,
+  formatHostPort,
   formatTarget,
   InvalidValue,
+  type ListenAddress,
   type Mask,
   redactUrl,
   SETTING_KEYS,
@@ -209,6 +212,20 @@ function resolve(p: Record<string, unknown>, fail: Fail): Config {
     } catch (err) {
       throw fail(name, [], path, `a readable file (${(err as NodeJS.ErrnoException).code})`);
     }
+  }
+
+  if (p.client_tls === "require" && cert === null) {
+    throw fail("client_tls", [], "require", "tls_cert_file and tls_key_file to be set, or allow");
+  }
+  // trust lets anyone who can reach the listener in as any listed user: only this machine may.
+  const listen = p.listen as ListenAddress;
+  if (p.auth_type === "trust" && !isLoopbackHost(listen.host)) {
+    throw fail(
+      "auth_type",
+      [],
+      "trust",
+      `a password method, since listen (${formatHostPort(listen)}) is not a loopback address; trust is allowed only on loopback and unix sockets`,
+    );
   }
 
   const databases: Record<string, DatabaseConfig> = {};

@@ -4,7 +4,10 @@
 import { randomBytes, randomInt, timingSafeEqual } from "node:crypto";
 
 export interface Cancellable {
-  /** Forwards a cancel to the server currently running this client's work, if any. */
+  /**
+   * Forwards a cancel to the server currently running this client's work, if any: never to one
+   * the client has released (see ClientSession.cancelCurrent for the race that remains).
+   */
   cancelCurrent(): void;
 }
 

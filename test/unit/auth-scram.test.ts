@@ -1,5 +1,5 @@
 // SCRAM-SHA-256 both ends: RFC 7677 vector, round trips, failures, PostgreSQL's stored secrets.
-import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
   formatScramSecret,
@@ -48,13 +48,41 @@ function expectCode(fn: () => unknown, code: ScramErrorCode): ScramError {
   return err;
 }
 
-/** Full exchange; returns the server-final-message, or throws what either side threw. */
+/** expectCode for a promise (ScramClientExchange.serverFirst is async). */
+async function expectRejection(promise: Promise<unknown>, code: ScramErrorCode) {
+  const err = await promise.then(
+    () => {
+      throw new Error("expected a ScramError, the promise resolved");
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ScramError);
+  expect((err as ScramError).code).toBe(code);
+  return err as ScramError;
+}
+
+/**
+ * A server-side login: a client built here (synchronous, independent of ScramClientExchange)
+ * against ScramServerExchange. Returns the server-final-message, or throws what the server threw.
+ */
 function login(secret: ScramSecret, password: string): string {
+  const server = new ScramServerExchange(secret);
+  const bare = `n=*,r=${randomBytes(18).toString("base64")}`;
+  const serverFirst = server.clientFirst(`n,,${bare}`);
+  const withoutProof = `c=biws,r=${nonceOf(serverFirst)}`;
+  return server.clientFinal(
+    handMadeClientFinal(saslPrep(password), bare, serverFirst, withoutProof),
+  );
+}
+
+/** Our client against our server; resolves to the server-final-message, or rejects with either's error. */
+async function roundTrip(secret: ScramSecret, password: string): Promise<string> {
   const server = new ScramServerExchange(secret);
   const client = new ScramClientExchange(password);
   const serverFirst = server.clientFirst(client.clientFirst());
-  const serverFinal = server.clientFinal(client.serverFirst(serverFirst));
+  const serverFinal = server.clientFinal(await client.serverFirst(serverFirst));
   client.serverFinal(serverFinal);
+  expect(client.done).toBe(true);
   return serverFinal;
 }
 
@@ -99,14 +127,16 @@ describe("RFC 7677 test vector", () => {
     expect(server.clientFinal(RFC.clientFinal)).toBe(RFC.serverFinal);
   });
 
-  it("client side produces the RFC's client messages and accepts its server signature", () => {
+  it("client side produces the RFC's client messages and accepts its server signature", async () => {
     const client = new ScramClientExchange(RFC.password, {
       nonce: RFC.clientNonce,
       username: "user",
     });
     expect(client.clientFirst()).toBe(RFC.clientFirst);
-    expect(client.serverFirst(RFC.serverFirst)).toBe(RFC.clientFinal);
+    expect(await client.serverFirst(RFC.serverFirst)).toBe(RFC.clientFinal);
+    expect(client.done).toBe(false);
     expect(() => client.serverFinal(RFC.serverFinal)).not.toThrow();
+    expect(client.done).toBe(true);
   });
 
   it("advertises the mechanism name PostgreSQL uses", () => {
@@ -115,8 +145,8 @@ describe("RFC 7677 test vector", () => {
 });
 
 describe("round trip between our client and our server", () => {
-  it("logs in with the right password", () => {
-    expect(login(SECRET, "correct horse")).toMatch(/^v=[A-Za-z0-9+/]{43}=$/);
+  it("logs in with the right password", async () => {
+    expect(await roundTrip(SECRET, "correct horse")).toMatch(/^v=[A-Za-z0-9+/]{43}=$/);
   });
 
   it("sends n,,n=*,r=<24 base64 chars> and answers with a longer nonce", () => {
@@ -176,19 +206,20 @@ describe("round trip between our client and our server", () => {
     expect(server.clientFinal(final)).toMatch(/^v=/);
   });
 
-  it("reuses cached keys across connections, and still works after clearKeyCache()", () => {
+  it("reuses cached keys across connections, and still works after clearKeyCache()", async () => {
     const secret = scramSecretFromPassword("cached", 4096);
-    for (let i = 0; i < 3; i++) login(secret, "cached");
+    await Promise.all([1, 2, 3].map(() => roundTrip(secret, "cached")));
+    await roundTrip(secret, "cached");
     ScramClientExchange.clearKeyCache();
-    expect(() => login(secret, "cached")).not.toThrow();
-    expect(() => login(secret, "not cached")).toThrow(ScramError);
+    await expect(roundTrip(secret, "cached")).resolves.toMatch(/^v=/);
+    await expect(roundTrip(secret, "not cached")).rejects.toThrow(ScramError);
   });
 
-  it("stays correct when more salts pass through than the key cache holds", () => {
+  it("stays correct when more salts pass through than the key cache holds", async () => {
     const secrets = Array.from({ length: 70 }, (_, i) => scramSecretFromPassword(`pw${i}`, 2));
-    for (const [i, s] of secrets.entries()) login(s, `pw${i}`);
-    for (const [i, s] of secrets.entries()) login(s, `pw${i}`);
-    expectCode(() => login(secrets[0], "pw1"), "bad_proof");
+    for (const [i, s] of secrets.entries()) await roundTrip(s, `pw${i}`);
+    for (const [i, s] of secrets.entries()) await roundTrip(s, `pw${i}`);
+    await expectRejection(roundTrip(secrets[0], "pw1"), "bad_proof");
   });
 });
 
@@ -210,47 +241,52 @@ describe("wrong password", () => {
     expect(mockScramSecret("a").iterations).toBe(4096);
   });
 
-  it("ends the exchange: a retry on the same exchange is unexpected_message", () => {
+  it("ends the exchange: a retry on the same exchange is unexpected_message", async () => {
     const server = new ScramServerExchange(SECRET);
     const client = new ScramClientExchange("wrong");
-    const final = client.serverFirst(server.clientFirst(client.clientFirst()));
+    const final = await client.serverFirst(server.clientFirst(client.clientFirst()));
     expectCode(() => server.clientFinal(final), "bad_proof");
     expectCode(() => server.clientFinal(final), "unexpected_message");
   });
 });
 
 describe("server signature", () => {
-  function clientAwaitingFinal(): { client: ScramClientExchange; serverFinal: string } {
+  async function clientAwaitingFinal(): Promise<{
+    client: ScramClientExchange;
+    serverFinal: string;
+  }> {
     const server = new ScramServerExchange(SECRET);
     const client = new ScramClientExchange("correct horse");
     const serverFinal = server.clientFinal(
-      client.serverFirst(server.clientFirst(client.clientFirst())),
+      await client.serverFirst(server.clientFirst(client.clientFirst())),
     );
     return { client, serverFinal };
   }
 
-  it("rejects a tampered signature with bad_server_signature", () => {
-    const { client, serverFinal } = clientAwaitingFinal();
+  it("rejects a tampered signature with bad_server_signature, and is not done", async () => {
+    const { client, serverFinal } = await clientAwaitingFinal();
     const sig = Buffer.from(serverFinal.slice(2), "base64");
     sig[0] ^= 1;
     expectCode(() => client.serverFinal(`v=${sig.toString("base64")}`), "bad_server_signature");
+    expect(client.done).toBe(false);
   });
 
-  it("rejects a signature of the wrong length with bad_server_signature", () => {
-    const { client } = clientAwaitingFinal();
+  it("rejects a signature of the wrong length with bad_server_signature", async () => {
+    const { client } = await clientAwaitingFinal();
     expectCode(() => client.serverFinal("v=AAAA"), "bad_server_signature");
   });
 
-  it("rejects a valid signature replayed from another exchange", () => {
-    const first = clientAwaitingFinal();
-    const second = clientAwaitingFinal();
+  it("rejects a valid signature replayed from another exchange", async () => {
+    const first = await clientAwaitingFinal();
+    const second = await clientAwaitingFinal();
     expectCode(() => second.client.serverFinal(first.serverFinal), "bad_server_signature");
   });
 
-  it("reports a server-error attribute as server_error", () => {
-    const { client } = clientAwaitingFinal();
+  it("reports a server-error attribute as server_error", async () => {
+    const { client } = await clientAwaitingFinal();
     const err = expectCode(() => client.serverFinal("e=invalid-proof"), "server_error");
     expect(err.message).toContain("invalid-proof");
+    expect(client.done).toBe(false);
   });
 });
 
@@ -274,17 +310,76 @@ describe("client checks server-first-message", () => {
     ["a NUL byte", "r=NONCEx\0,s=AAAA,i=4096", "malformed_message"],
   ];
   for (const [name, message, code] of cases) {
-    it(`rejects ${name} with ${code}`, () => {
+    it(`rejects ${name} with ${code}`, async () => {
       const client = new ScramClientExchange("pw", { nonce: "NONCE" });
       client.clientFirst();
-      expectCode(() => client.serverFirst(message), code);
+      await expectRejection(client.serverFirst(message), code);
     });
   }
 
-  it("accepts iterations = 1 and an empty salt", () => {
+  it("accepts iterations = 1 and an empty salt", async () => {
     const client = new ScramClientExchange("pw", { nonce: "NONCE" });
     client.clientFirst();
-    expect(client.serverFirst("r=NONCEx,s=,i=1")).toMatch(/^c=biws,r=NONCEx,p=/);
+    expect(await client.serverFirst("r=NONCEx,s=,i=1")).toMatch(/^c=biws,r=NONCEx,p=/);
+  });
+});
+
+describe("client limits the server's iteration count", () => {
+  const salt = () => randomBytes(16).toString("base64"); // a fresh salt: no cached keys
+
+  it("accepts 100,000 iterations and refuses 100,001 by default, as node-postgres and pgJDBC", async () => {
+    const ok = new ScramClientExchange("pw", { nonce: "NONCE" });
+    ok.clientFirst();
+    expect(await ok.serverFirst(`r=NONCEx,s=${salt()},i=100000`)).toMatch(/^c=biws/);
+    const tooMany = new ScramClientExchange("pw", { nonce: "NONCE" });
+    tooMany.clientFirst();
+    const err = await expectRejection(
+      tooMany.serverFirst(`r=NONCEx,s=${salt()},i=100001`),
+      "too_many_iterations",
+    );
+    expect(err.message).toContain("100001");
+  });
+
+  it("refuses 2^31-1 iterations at once, without running them", async () => {
+    const client = new ScramClientExchange("pw", { nonce: "NONCE" });
+    client.clientFirst();
+    const started = performance.now();
+    await expectRejection(
+      client.serverFirst(`r=NONCEx,s=${salt()},i=2147483647`),
+      "too_many_iterations",
+    );
+    expect(performance.now() - started).toBeLessThan(50);
+  });
+
+  it("takes its limit from maxIterations", async () => {
+    const client = new ScramClientExchange("pw", { nonce: "NONCE", maxIterations: 4096 });
+    client.clientFirst();
+    await expectRejection(client.serverFirst(`r=NONCEx,s=${salt()},i=4097`), "too_many_iterations");
+    expect(() => new ScramClientExchange("pw", { maxIterations: 0 })).toThrow(RangeError);
+  });
+});
+
+describe("client runs Hi() off the event loop", () => {
+  it("lets other callbacks run while the keys are derived", async () => {
+    const client = new ScramClientExchange("pw", { nonce: "NONCE" });
+    client.clientFirst();
+    let ticked = false;
+    setImmediate(() => {
+      ticked = true;
+    });
+    // A fresh salt: nothing cached. pbkdf2Sync would finish before the setImmediate ran.
+    const salt = randomBytes(16).toString("base64");
+    await client.serverFirst(`r=NONCEx,s=${salt},i=50000`);
+    expect(ticked).toBe(true);
+  });
+
+  it("fails the exchange when a message arrives out of turn during the derivation", async () => {
+    const server = new ScramServerExchange(SECRET);
+    const client = new ScramClientExchange("correct horse");
+    const pending = client.serverFirst(server.clientFirst(client.clientFirst()));
+    expectCode(() => client.serverFinal("v=AAAA"), "unexpected_message");
+    await expectRejection(pending, "unexpected_message");
+    expect(client.done).toBe(false);
   });
 });
 
@@ -373,8 +468,14 @@ describe("messages out of turn", () => {
     expectCode(() => twice.clientFirst("n,,n=,r=abc"), "unexpected_message");
 
     const server = new ScramServerExchange(SECRET);
-    const client = new ScramClientExchange("correct horse");
-    const final = client.serverFirst(server.clientFirst(client.clientFirst()));
+    const bare = "n=*,r=fixednonce";
+    const serverFirst = server.clientFirst(`n,,${bare}`);
+    const final = handMadeClientFinal(
+      "correct horse",
+      bare,
+      serverFirst,
+      `c=biws,r=${nonceOf(serverFirst)}`,
+    );
     server.clientFinal(final);
     expectCode(() => server.clientFinal(final), "unexpected_message");
   });
@@ -385,9 +486,9 @@ describe("messages out of turn", () => {
     expectCode(() => server.clientFirst("n,,n=,r=abc"), "unexpected_message");
   });
 
-  it("client: server-first before clientFirst(), server-final before server-first", () => {
-    expectCode(
-      () => new ScramClientExchange("pw").serverFirst("r=a,s=AAAA,i=1"),
+  it("client: server-first before clientFirst(), server-final before server-first", async () => {
+    await expectRejection(
+      new ScramClientExchange("pw").serverFirst("r=a,s=AAAA,i=1"),
       "unexpected_message",
     );
     const client = new ScramClientExchange("pw");
@@ -435,11 +536,11 @@ describe("malformed input never escapes as anything but ScramError", () => {
     }
   });
 
-  it("client, server-first-message and server-final-message", () => {
+  it("client, server-first-message and server-final-message", async () => {
     for (const m of mutations("r=NONCEabc,s=AAAA,i=2")) {
       const client = new ScramClientExchange("pw", { nonce: "NONCE" });
       client.clientFirst();
-      onlyScramErrors(() => client.serverFirst(m));
+      await client.serverFirst(m).catch((err: unknown) => expect(err).toBeInstanceOf(ScramError));
     }
     for (const m of mutations(RFC.serverFinal)) {
       const client = new ScramClientExchange(RFC.password, {
@@ -447,7 +548,7 @@ describe("malformed input never escapes as anything but ScramError", () => {
         username: "user",
       });
       client.clientFirst();
-      client.serverFirst(RFC.serverFirst);
+      await client.serverFirst(RFC.serverFirst);
       onlyScramErrors(() => client.serverFinal(m));
     }
   });
@@ -602,11 +703,12 @@ describe("stored secrets", () => {
     });
   }
 
-  it("logs a client in against PostgreSQL-made secrets", () => {
+  it("logs a client in against PostgreSQL-made secrets", async () => {
     for (const row of POSTGRES_SECRETS.slice(0, 3)) {
       const secret = parseScramSecret(row.secret) as ScramSecret;
       expect(() => login(secret, row.password)).not.toThrow();
       expectCode(() => login(secret, `${row.password}!`), "bad_proof");
+      await expect(roundTrip(secret, row.password)).resolves.toMatch(/^v=/);
     }
   });
 
