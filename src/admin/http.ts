@@ -21,7 +21,11 @@ export class AdminHttpServer {
   private server: http.Server | null = null;
   port = 0;
 
-  constructor(private readonly handlers: HttpHandlers) {}
+  constructor(
+    private readonly handlers: HttpHandlers,
+    /** Which peers count as this machine's own (tests pass another rule: they dial loopback only). */
+    private readonly isLocalPeer: (address: string) => boolean = isLoopbackHost,
+  ) {}
 
   async start(host: string, port: number): Promise<void> {
     const server = http.createServer((req, res) => {
@@ -92,7 +96,7 @@ export class AdminHttpServer {
   /** A peer on this machine, or HTTP basic auth (RFC 7617) as an admin user. */
   private mayReadStatus(req: http.IncomingMessage): boolean {
     const peer = req.socket.remoteAddress;
-    if (peer !== undefined && isLoopbackHost(peer)) return true;
+    if (peer !== undefined && this.isLocalPeer(peer)) return true;
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(req.headers.authorization ?? "");
     if (m === null) return false;
     const decoded = Buffer.from(m[1], "base64").toString("utf8");

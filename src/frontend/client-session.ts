@@ -143,6 +143,8 @@ export class ClientSession implements FrameSink, BackendListener {
   private unitForwarded = false;
   /** The server replied to some of the unit (forwarded or held). */
   private unitReplied = false;
+  /** Some reply to the unit, the server's or one we answered (ParseComplete...), was emitted. */
+  private unitAnswered = false;
   /** Replies are held until the unit's ReadyForQuery (see hold()). */
   private holding = false;
   private held: Buffer[] = [];
@@ -771,6 +773,7 @@ export class ClientSession implements FrameSink, BackendListener {
       this.unitStartedAt = performance.now();
       this.unitForwarded = false;
       this.unitReplied = false;
+      this.unitAnswered = false;
       // Hold replies only where a replay is possible: outside a transaction, retry not off.
       this.holding = this.txStatus === TxStatus.Idle && this.route?.retry.mode !== "off";
       this.unitOverflow = false;
@@ -1182,6 +1185,7 @@ export class ClientSession implements FrameSink, BackendListener {
 
   forward(buf: Buffer, start: number, end: number): void {
     this.unitReplied = true;
+    this.unitAnswered = true;
     if (!this.holding) this.unitForwarded = true;
     const previous = this.output.add(buf, start, end);
     if (previous !== null) this.emit(previous);
@@ -1191,13 +1195,17 @@ export class ClientSession implements FrameSink, BackendListener {
     // Not part of the unit's response: it does not prevent a replay.
     const forwarded = this.unitForwarded;
     const replied = this.unitReplied;
+    const answered = this.unitAnswered;
     this.forward(buf, start, end);
     this.unitForwarded = forwarded;
     this.unitReplied = replied;
+    this.unitAnswered = answered;
   }
 
   insert(bytes: Buffer): void {
-    this.unitReplied = true;
+    // Our own answer (ParseComplete of a statement the server has): the server has not replied,
+    // so a FATAL that follows is still its first reply (a backend terminated while idle).
+    this.unitAnswered = true;
     this.flushOut();
     if (this.holding) {
       this.hold(bytes);
@@ -1271,6 +1279,7 @@ export class ClientSession implements FrameSink, BackendListener {
 
   renamedError(buf: Buffer, start: number, end: number): void {
     this.unitReplied = true;
+    this.unitAnswered = true;
     if (!this.holding) this.unitForwarded = true;
     this.flushOut();
     this.emit(renameStatements(buf.subarray(start, end), (n) => this.statements.clientNameOf(n)));
@@ -1492,7 +1501,7 @@ export class ClientSession implements FrameSink, BackendListener {
   private releaseHeld(): void {
     this.holding = false;
     if (this.held.length === 0) return;
-    if (this.unitReplied) this.unitForwarded = true;
+    if (this.unitAnswered) this.unitForwarded = true;
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
