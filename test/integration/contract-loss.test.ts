@@ -148,6 +148,94 @@ describe("the promise when a backend dies mid-conversation", () => {
     w.socket.destroy();
   });
 
+  /** Plays `groups` (each a list of statements, one Sync each) in one write; the replies. */
+  async function pipeline(groups: string[][]) {
+    const w: WireConn = await login({
+      port: proxy.port,
+      user: cluster.superuser,
+      password: cluster.password,
+      database: "postgres",
+    });
+    const base = w.messages.length;
+    const frames: Buffer[] = [];
+    for (const group of groups) {
+      for (const sql of group) frames.push(parse("", sql), bind("", ""), execute());
+      frames.push(sync());
+    }
+    await w.write(Buffer.concat(frames));
+    const readies = () => w.messages.slice(base).filter((m) => m.type === "Z").length;
+    await w.waitFor(() => readies() >= groups.length, 10_000, `${groups.length} ReadyForQuery`);
+    await new Promise((r) => setTimeout(r, 150)); // nothing more may come
+    const got = w.messages.slice(base);
+    w.socket.destroy();
+    // Split the replies per Sync.
+    const perSync: string[] = [];
+    let current = "";
+    for (const m of got) {
+      current += m.type === "E" ? `E${errorFields(m.body).C}` : m.type;
+      if (m.type === "Z") {
+        perSync.push(`${current}${String.fromCharCode(m.body[0])}`);
+        current = "";
+      }
+    }
+    expect(current).toBe(""); // nothing after the last ReadyForQuery
+    return perSync;
+  }
+
+  const DIE = "SELECT pg_terminate_backend(pg_backend_pid())";
+
+  for (const k of [0, 1, 2, 3]) {
+    it(`autocommit pipeline of 4 Syncs, backend dies in Sync ${k + 1}: earlier ones keep their result, later ones one error each`, async () => {
+      await cluster.query("TRUNCATE pl");
+      const groups = [0, 1, 2, 3].map((i) => [`INSERT INTO pl VALUES (${i})`]);
+      groups[k] = [DIE, ...groups[k]];
+      const perSync = await pipeline(groups);
+      expect(perSync).toHaveLength(4);
+      for (let i = 0; i < k; i++) expect(perSync[i]).toBe("12CZI");
+      for (let i = k; i < 4; i++) expect(perSync[i]).toMatch(/^[12D]*E080\d\dZI$/);
+      const rows = await cluster.query("SELECT v FROM pl ORDER BY v");
+      expect(rows.map((x) => x.v)).toEqual([0, 1, 2, 3].slice(0, k));
+    });
+
+    it(`transaction pipeline BEGIN / INSERT / INSERT / COMMIT, backend dies in Sync ${k + 1}: nothing committed, never 'rolled back' once COMMIT was sent`, async () => {
+      await cluster.query("TRUNCATE pl");
+      const groups = [
+        ["BEGIN"],
+        ["INSERT INTO pl VALUES (1)"],
+        ["INSERT INTO pl VALUES (2)"],
+        ["COMMIT"],
+      ];
+      groups[k] = [DIE, ...groups[k]];
+      const perSync = await pipeline(groups);
+      expect(perSync).toHaveLength(4);
+      expect(perSync.slice(0, k)).toEqual(Array(k).fill("12CZT"));
+      // The owed Syncs: the COMMIT among them may have run, so 08007 and 'I'.
+      for (let i = k; i < 4; i++) expect(perSync[i]).toMatch(/^[12D]*E08007ZI$/);
+      const rows = await cluster.query("SELECT v FROM pl ORDER BY v");
+      expect(rows).toEqual([]);
+    });
+  }
+
+  for (const [pin, sql] of [
+    ["temp_table", "CREATE TEMP TABLE tt (v int)"],
+    ["listen", "LISTEN jobs"],
+    ["sql_prepare", "PREPARE p1 AS SELECT 1"],
+    ["hold_cursor", "DECLARE hc CURSOR WITH HOLD FOR SELECT 1"],
+    ["set", "SET search_path = public"],
+  ]) {
+    it(`a client pinned by ${pin} (${sql}) is closed with a FATAL naming it when its backend dies`, async () => {
+      const c = new pg.Client(proxy.pgConfig());
+      const errors: Error[] = [];
+      c.on("error", (e) => errors.push(e));
+      await c.connect();
+      await c.query(sql);
+      await terminate(await backendPid(c));
+      await until("the client to hear of it", async () => errors.length > 0);
+      expect(errors[0].message).toContain(pin);
+      await expect(c.query("SELECT 1")).rejects.toThrow();
+    });
+  }
+
   it("a pinned client whose backend dies is closed with a FATAL naming the lost state", async () => {
     const c = new pg.Client(proxy.pgConfig());
     const errors: Error[] = [];
