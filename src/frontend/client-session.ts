@@ -262,8 +262,12 @@ export class ClientSession implements FrameSink, BackendListener {
       packet = decodeStartupPacket(this.startupBuf.subarray(0, len));
     } catch (err) {
       const e = err as StartupError;
-      this.log.info({ client: this.id, err: e.message }, "bad startup packet");
-      this.fatal(new ProxyError("startup", e.sqlstate ?? "08P01", e.message, "FATAL"));
+      this.log.info({ client: this.id, remote: this.remote, err: e.message }, "bad startup packet");
+      // Where Postgres only logs (an impossible length, a bad CancelRequest) it closes without a
+      // word: a client that sends Terminate before its StartupMessage (node-postgres's end()
+      // right after connect()) must not see an error it would report.
+      if (e.quiet) this.close(DisconnectReason.ProtocolError);
+      else this.fatal(new ProxyError("startup", e.sqlstate ?? "08P01", e.message, "FATAL"));
       return;
     }
     const rest = this.startupBuf.subarray(len);
@@ -1621,6 +1625,10 @@ export class ClientSession implements FrameSink, BackendListener {
     if (this.closing) return;
     this.closing = true;
     const wasActive = this.state;
+    if (wasActive === SessionState.Startup && this.startupBuf.length > 0) {
+      // Postgres logs this (COMMERROR) and, the client being gone, tells it nothing.
+      this.log.info({ client: this.id, remote: this.remote }, "incomplete startup packet");
+    }
     this.state = SessionState.Closed;
     this.scanner.stop();
     if (this.loginTimer) clearTimeout(this.loginTimer);

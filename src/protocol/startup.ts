@@ -3,8 +3,13 @@
 
 import { StartupCode } from "./codes.js";
 
-/** Postgres rejects startup packets over this size (MAX_STARTUP_PACKET_LENGTH). */
+/**
+ * Postgres rejects startup packets whose body (after the length word) is over this size
+ * (MAX_STARTUP_PACKET_LENGTH): a whole packet may be 10004 bytes.
+ */
 export const MAX_STARTUP_PACKET = 10000;
+/** A CancelRequest's key is 4 bytes in protocol 3.0 and up to 256 in 3.2. */
+const MAX_CANCEL_KEY = 256;
 
 export type StartupPacket =
   | { kind: "ssl" }
@@ -24,6 +29,11 @@ export class StartupError extends Error {
   constructor(
     message: string,
     readonly sqlstate: string,
+    /**
+     * Postgres reports this one to its log only (ereport COMMERROR in ProcessStartupPacket) and
+     * closes without a word to the client: so do we.
+     */
+    readonly quiet = false,
   ) {
     super(message);
   }
@@ -31,13 +41,14 @@ export class StartupError extends Error {
 
 /**
  * Returns the length of the packet at the head of `buf` when it is complete, 0 when more bytes are
- * needed, and throws StartupError on an impossible length.
+ * needed, and throws a quiet StartupError on an impossible length (as Postgres: a client that
+ * sends Terminate where the StartupMessage belongs, 'X' 00 00 00 04, announces 1476395008 bytes).
  */
 export function startupPacketLength(buf: Buffer): number {
   if (buf.length < 4) return 0;
   const len = buf.readInt32BE(0);
-  if (len < 8 || len > MAX_STARTUP_PACKET) {
-    throw new StartupError(`invalid length of startup packet (${len})`, "08P01");
+  if (len < 8 || len - 4 > MAX_STARTUP_PACKET) {
+    throw new StartupError(`invalid length of startup packet (${len})`, "08P01", true);
   }
   return buf.length >= len ? len : 0;
 }
@@ -48,7 +59,9 @@ export function decodeStartupPacket(packet: Buffer): StartupPacket {
   if (code === StartupCode.SSLRequest) return { kind: "ssl" };
   if (code === StartupCode.GSSENCRequest) return { kind: "gssenc" };
   if (code === StartupCode.CancelRequest) {
-    if (packet.length < 16) throw new StartupError("invalid cancel request", "08P01");
+    if (packet.length < 16 || packet.length > 12 + MAX_CANCEL_KEY) {
+      throw new StartupError(`invalid length of startup packet (${packet.length})`, "08P01", true);
+    }
     return { kind: "cancel", pid: packet.readInt32BE(8), secret: Buffer.from(packet.subarray(12)) };
   }
   const major = code >>> 16;
@@ -61,20 +74,26 @@ export function decodeStartupPacket(packet: Buffer): StartupPacket {
   }
   const params = new Map<string, string>();
   const protocolOptions: string[] = [];
+  // Postgres's own words; the packet must end with the empty name that terminates the list.
+  const layout = () =>
+    new StartupError("invalid startup packet layout: expected terminator as last byte", "08P01");
   let pos = 8;
   for (;;) {
     const keyEnd = packet.indexOf(0, pos);
-    if (keyEnd < 0) throw new StartupError("invalid startup packet layout", "08P01");
-    if (keyEnd === pos) break; // the terminating empty name
+    if (keyEnd < 0) throw layout();
+    if (keyEnd === pos) {
+      if (pos !== packet.length - 1) throw layout();
+      break;
+    }
     const valueEnd = packet.indexOf(0, keyEnd + 1);
-    if (valueEnd < 0) throw new StartupError("invalid startup packet layout", "08P01");
+    if (valueEnd < 0) throw layout();
     const key = packet.toString("utf8", pos, keyEnd);
     const value = packet.toString("utf8", keyEnd + 1, valueEnd);
     if (key.startsWith("_pq_.")) protocolOptions.push(key);
     else params.set(key, value);
     pos = valueEnd + 1;
   }
-  if (!params.has("user")) {
+  if (!params.get("user")) {
     throw new StartupError("no PostgreSQL user name specified in startup packet", "28000");
   }
   return { kind: "startup", major, minor, params, protocolOptions };
