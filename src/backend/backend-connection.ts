@@ -126,6 +126,8 @@ export class BackendConnection implements FrameSink {
    * transaction rolled back, DISCARD ALL refused): reset the server before another client.
    */
   needsReset = false;
+  /** ErrorResponses received while leased (did a unit end cleanly?). */
+  errors = 0;
   /** Bytes written since the lease began (for "was anything sent" decisions). */
   bytesSent = 0;
   /** Called once when the connection is gone, whatever the cause. */
@@ -320,6 +322,7 @@ export class BackendConnection implements FrameSink {
           this.bad = true;
           return; // never forwarded: the close that follows is reported as a lost connection
         }
+        this.errors++;
         break;
     }
 

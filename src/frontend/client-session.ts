@@ -32,6 +32,7 @@ import {
 import { frontendMessageError } from "../protocol/validate.js";
 import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from "./client-auth.js";
+import { ClientSettings } from "./client-settings.js";
 import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
 import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-policy.js";
 import {
@@ -128,7 +129,7 @@ export class ClientSession implements FrameSink, BackendListener {
   /** ParameterStatus values as this client last saw them (canonical server names). */
   private readonly reported = new Map<string, string>();
   /** Settings this client expects on any server, keyed by lower-case name. */
-  private readonly wanted = new Map<string, { name: string; value: string }>();
+  private readonly settings = new ClientSettings();
   private readonly statements = new ClientStatements();
 
   /**
@@ -363,10 +364,10 @@ export class ClientSession implements FrameSink, BackendListener {
       if (key === "user" || key === "database" || key === "replication" || key === "options")
         continue;
       if (key === "fallback_application_name") continue;
-      this.wanted.set(key.toLowerCase(), { name: key, value });
+      this.settings.set(key.toLowerCase(), { name: key, value });
     }
     if (!p.params.has("application_name") && p.params.has("fallback_application_name")) {
-      this.wanted.set("application_name", {
+      this.settings.set("application_name", {
         name: "application_name",
         value: p.params.get("fallback_application_name") as string,
       });
@@ -374,7 +375,7 @@ export class ClientSession implements FrameSink, BackendListener {
     const options = p.params.get("options");
     if (options) {
       for (const [key, value] of parseOptions(options))
-        this.wanted.set(key.toLowerCase(), { name: key, value });
+        this.settings.set(key.toLowerCase(), { name: key, value });
     }
     if (p.params.get("replication") && p.params.get("replication") !== "false") {
       this.fatal(
@@ -502,11 +503,12 @@ export class ClientSession implements FrameSink, BackendListener {
     const tracked = new Set([...TRACKED_PARAMETERS, ...this.ctx.trackExtraParameters]);
     for (const [name, value] of serverParams) {
       const lc = name.toLowerCase();
-      const mine = this.wanted.get(lc);
+      const mine = this.settings.get(lc);
       if (mine) mine.name = name;
-      else if (tracked.has(lc)) this.wanted.set(lc, { name, value });
+      else if (tracked.has(lc)) this.settings.set(lc, { name, value });
       this.reported.set(name, mine ? mine.value : value);
     }
+    this.settings.sealLogin();
     const out: Buffer[] = [];
     for (const [name, value] of this.reported) out.push(msg.parameterStatus(name, value));
     this.key = this.ctx.cancels.issue(
@@ -687,9 +689,9 @@ export class ClientSession implements FrameSink, BackendListener {
           this.txStatus === TxStatus.Idle,
         );
         if (tag === null) return false;
-        this.writeClient(
-          Buffer.concat([msg.commandComplete(tag), msg.readyForQuery(this.txStatus)]),
-        );
+        this.writeClient(msg.commandComplete(tag));
+        if (tag === "DISCARD ALL") this.resetSettings();
+        this.writeClient(msg.readyForQuery(this.txStatus));
         return true;
       }
       default:
@@ -833,6 +835,7 @@ export class ClientSession implements FrameSink, BackendListener {
     this.lease = conn;
     this.state = SessionState.Active;
     conn.listener = this;
+    this.errorsBefore = conn.errors;
     if (this.clientBlocked) conn.pauseReading();
     this.corkServer(conn); // settings, injected Parses and the held unit in one write
     this.applySettings(conn);
@@ -865,6 +868,11 @@ export class ClientSession implements FrameSink, BackendListener {
     conn.flushSimulated();
     this.flushClient();
   }
+
+  /** The lease's error count when the unit began (a unit's SETs stay only if it had none). */
+  private errorsBefore = 0;
+  /** A Sync of the unit ended inside a transaction (its SETs' fate depends on it). */
+  private unitSawTransaction = false;
 
   /** The unnamed statement / portal is a DEALLOCATE or DISCARD we answer: its command tag. */
   private localUnnamed: string | null = null;
@@ -941,7 +949,9 @@ export class ClientSession implements FrameSink, BackendListener {
         if (named && stmtEnd > portalEnd + 1) {
           const stmt = this.prepareFor(conn, buf.toString("utf8", portalEnd + 1, stmtEnd));
           if (stmt) {
-            if (stmt.sessionChange !== null) this.applySessionChange(conn, stmt.sessionChange);
+            if (stmt.sessionChange !== null) {
+              this.applySessionChange(conn, stmt.sessionChange, () => stmt.sql);
+            }
             replacement = spliceName(buf, start, end, portalEnd + 1, stmtEnd, stmt.serverName);
           }
         }
@@ -1089,25 +1099,55 @@ export class ClientSession implements FrameSink, BackendListener {
   ): void {
     if (this.route?.mode !== "transaction") return;
     const effects = detectSessionState(buf, start, end);
-    if (effects.length > 0) this.applySessionChange(conn, effects);
+    if (effects.length > 0) {
+      this.applySessionChange(conn, effects, () => buf.toString("utf8", start, end));
+    }
   }
 
-  private applySessionChange(conn: BackendConnection, change: NonNullable<StateChange>): void {
+  /**
+   * Whether the SETs and RESETs of a statement can travel with the client instead of pinning it:
+   * outside a transaction, and not in a statement string that opens or ends one (its outcome
+   * would decide whether they stay). The unit must then end cleanly (see ready()).
+   */
+  private settingsTravel(conn: BackendConnection, text: () => string): boolean {
+    return (
+      this.route?.mode === "transaction" &&
+      conn.txStatus === TxStatus.Idle &&
+      !/\b(begin|start|commit|end|rollback|abort|savepoint|prepare)\b/i.test(text())
+    );
+  }
+
+  private applySessionChange(
+    conn: BackendConnection,
+    change: NonNullable<StateChange>,
+    text: () => string,
+  ): void {
     // Effects apply when the statement is sent, before the server says whether it succeeded. A
     // pin is therefore taken at once; state that was undone (RESET ROLE, UNLISTEN, DISCARD ALL)
     // may not have been (a failed or rolled-back statement), so the server is reset before
-    // anyone else gets it. set/reset/listen effects are not carried to other servers yet: the
-    // pins that come with them stay.
+    // anyone else gets it. A session SET / RESET is held until its unit ends cleanly, then
+    // travels with the client (ClientSettings); where that cannot be known, it pins.
+    let travels: boolean | null = null;
+    /** SET pins that come with a SET we carry: not taken. */
+    let carried = 0;
     for (const effect of change) {
-      if ("pin" in effect) {
-        if (!conn.pins.has(effect.pin)) {
-          conn.pins.add(effect.pin);
-          this.ctx.events.pinned(this, effect.pin);
-          this.log.debug(
-            { client: this.id, server: conn.id, reason: effect.pin },
-            "client pinned to server",
-          );
+      if ("set" in effect || "reset" in effect) {
+        const name = "set" in effect ? effect.set.name : effect.reset;
+        if (name === "role" || name === "session_authorization") continue; // pinned, below
+        if ("set" in effect && TRACKED_PARAMETERS.has(name)) continue; // reported: see parameter()
+        travels ??= this.settingsTravel(conn, text);
+        if (!travels) {
+          if ("reset" in effect) this.pin(conn, PinReason.Set);
+          continue;
         }
+        this.settings.hold(effect);
+        if ("set" in effect) carried++;
+      } else if ("pin" in effect) {
+        if (effect.pin === PinReason.Set && carried > 0) {
+          carried--;
+          continue;
+        }
+        this.pin(conn, effect.pin);
       } else if ("unpin" in effect) {
         if (effect.unpin === "all") conn.pins.clear();
         else conn.pins.delete(effect.unpin);
@@ -1117,12 +1157,37 @@ export class ClientSession implements FrameSink, BackendListener {
         ("deallocate" in effect && effect.deallocate === null)
       ) {
         // The server's statements (ours included) are gone: forget them, and the client's names.
-        if ("discard" in effect) conn.pins.clear();
+        if ("discard" in effect) {
+          conn.pins.clear();
+          travels ??= this.settingsTravel(conn, text);
+          if (travels) this.settings.hold({ reset: "all" });
+        }
         conn.prepared.clear();
         this.statements.clear();
         conn.needsReset = true;
       }
     }
+  }
+
+  /**
+   * DISCARD ALL answered without a server: settings go back to what login established, and the
+   * client hears of each reported parameter that changes, as Postgres reports them.
+   */
+  private resetSettings(): void {
+    this.settings.resetAll();
+    for (const [name, value] of this.reported) {
+      const wanted = this.settings.get(name.toLowerCase());
+      if (wanted === undefined || wanted.value === value) continue;
+      this.reported.set(name, wanted.value);
+      this.writeClient(msg.parameterStatus(name, wanted.value));
+    }
+  }
+
+  private pin(conn: BackendConnection, reason: string): void {
+    if (conn.pins.has(reason)) return;
+    conn.pins.add(reason);
+    this.ctx.events.pinned(this, reason);
+    this.log.debug({ client: this.id, server: conn.id, reason }, "client pinned to server");
   }
 
   private flushServerRun(): void {
@@ -1167,19 +1232,7 @@ export class ClientSession implements FrameSink, BackendListener {
 
   /** SETs the client's settings on a server whose values differ, before the client's frames. */
   private applySettings(conn: BackendConnection): void {
-    let sql = "";
-    for (const [lc, { name, value }] of this.wanted) {
-      const reportedName = this.reported.has(name) ? name : null;
-      const current = reportedName !== null ? conn.params.get(reportedName) : conn.settings.get(lc);
-      if (current === value) continue;
-      if (reportedName === null) conn.settings.set(lc, value);
-      sql += `SET ${quoteIdent(name)} = ${quoteLiteral(value)};`;
-    }
-    for (const lc of conn.settings.keys()) {
-      if (this.wanted.has(lc)) continue;
-      conn.settings.delete(lc);
-      sql += `RESET ${quoteIdent(lc)};`;
-    }
+    const sql = this.settings.sqlFor(conn, this.reported);
     if (sql === "") return;
     conn.expect(FrontendCode.Query, Action.Ignore);
     conn.write(msg.query(sql));
@@ -1231,7 +1284,7 @@ export class ClientSession implements FrameSink, BackendListener {
 
   parameter(name: string, value: string, ignored: boolean): void {
     const lc = name.toLowerCase();
-    const mine = this.wanted.get(lc);
+    const mine = this.settings.get(lc);
     if (ignored) {
       // Our own SET: adopt the server's spelling, and tell the client if its view changed.
       if (mine) mine.value = value;
@@ -1246,7 +1299,7 @@ export class ClientSession implements FrameSink, BackendListener {
     this.reported.set(name, value);
     if (mine) mine.value = value;
     else if (TRACKED_PARAMETERS.has(lc) || this.ctx.trackExtraParameters.has(lc))
-      this.wanted.set(lc, { name, value });
+      this.settings.set(lc, { name, value });
   }
 
   ready(status: number): void {
@@ -1266,6 +1319,21 @@ export class ClientSession implements FrameSink, BackendListener {
     this.unitOverflow = false;
     this.unitOpen = false;
     this.replays = 0;
+    if (this.settings.hasPending) {
+      // The unit's SETs stayed only if it ended outside a transaction, with no error.
+      if (
+        status === TxStatus.Idle &&
+        conn.errors === this.errorsBefore &&
+        !this.unitSawTransaction
+      ) {
+        this.settings.commitPending(conn);
+      } else {
+        this.settings.dropPending();
+        this.pin(conn, PinReason.Set); // what the server holds now is unknown: keep it
+      }
+    }
+    this.errorsBefore = conn.errors;
+    this.unitSawTransaction = false;
     if (this.route?.mode === "transaction" && status === TxStatus.Idle && conn.pins.size === 0) {
       this.releaseLease();
     } else {
@@ -1276,6 +1344,7 @@ export class ClientSession implements FrameSink, BackendListener {
   /** A Sync of a pipeline completed with more Syncs owed: its replies are final, send them. */
   synced(status: number): void {
     this.txStatus = status;
+    if (status !== TxStatus.Idle) this.unitSawTransaction = true;
     this.flushOut();
     // The rest of the unit can no longer be replayed: these replies were its first part.
     this.releaseHeld();
@@ -1315,6 +1384,8 @@ export class ClientSession implements FrameSink, BackendListener {
       "server lost while serving client",
     );
     this.route?.pool.discard(conn, reason);
+    this.settings.dropPending(); // sent again with the unit if it is replayed
+    this.unitSawTransaction = false;
     if (this.holding) this.dropHeld();
     else this.flushOut();
     const owed = conn.expected.pendingReadyForQuery();
@@ -1738,15 +1809,6 @@ function abortedTransactionError(): ProxyError {
     "25P02",
     "current transaction is aborted, commands ignored until end of transaction block",
   );
-}
-
-function quoteIdent(name: string): string {
-  return /^[a-z_][a-z0-9_.]*$/i.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
-}
-
-function quoteLiteral(value: string): string {
-  const body = value.replaceAll("'", "''");
-  return value.includes("\\") ? `E'${body.replaceAll("\\", "\\\\")}'` : `'${body}'`;
 }
 
 function errorFromServer(err: ServerError): Buffer {

@@ -221,7 +221,6 @@ describe("the promise when a backend dies mid-conversation", () => {
     ["listen", "LISTEN jobs"],
     ["sql_prepare", "PREPARE p1 AS SELECT 1"],
     ["hold_cursor", "DECLARE hc CURSOR WITH HOLD FOR SELECT 1"],
-    ["set", "SET search_path = public"],
   ]) {
     it(`a client pinned by ${pin} (${sql}) is closed with a FATAL naming it when its backend dies`, async () => {
       const c = new pg.Client(proxy.pgConfig());
@@ -235,6 +234,21 @@ describe("the promise when a backend dies mid-conversation", () => {
       await expect(c.query("SELECT 1")).rejects.toThrow();
     });
   }
+
+  it("a session SET travels with its client: after its backend is terminated, the next query still sees it", async () => {
+    await cluster.query(
+      "CREATE SCHEMA IF NOT EXISTS travel; CREATE TABLE IF NOT EXISTS travel.sp (v text)",
+    );
+    const c = await connect();
+    await c.query("SET search_path = travel");
+    for (const row of await cluster.query(
+      "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )) {
+      await terminate(row.pid);
+    }
+    expect((await c.query("SHOW search_path")).rows[0].search_path).toBe("travel");
+    await c.end();
+  });
 
   it("a pinned client whose backend dies is closed with a FATAL naming the lost state", async () => {
     const c = new pg.Client(proxy.pgConfig());

@@ -1,0 +1,107 @@
+// Session SET / RESET travel with the client in transaction mode instead of pinning it (issue 13
+// item 2): a pool of 5 serves 50 clients that each set their own search_path and
+// statement_timeout, and every query sees its own client's values.
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
+import { startProxy, type TestProxy } from "../helpers/proxy.js";
+
+describe("session SET without pins (transaction mode)", () => {
+  let cluster: PgCluster;
+  let proxy: TestProxy;
+  const CLIENTS = 50;
+
+  beforeAll(async () => {
+    cluster = await startCluster();
+    const ddl: string[] = [];
+    for (let i = 0; i < CLIENTS; i++) {
+      ddl.push(
+        `CREATE SCHEMA s${i}; CREATE TABLE s${i}.who (n int); INSERT INTO s${i}.who VALUES (${i});`,
+      );
+    }
+    await cluster.query(ddl.join("\n"));
+    proxy = await startProxy(cluster, { pool_size: 5 });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await cluster?.destroy();
+  });
+
+  const connect = async (opts: Partial<pg.ClientConfig> = {}) => {
+    const c = new pg.Client({ ...proxy.pgConfig(), ...opts });
+    await c.connect();
+    return c;
+  };
+
+  it("50 clients with their own search_path and statement_timeout over pool_size 5: own values, at most 5 servers", async () => {
+    const clients = await Promise.all(Array.from({ length: CLIENTS }, () => connect()));
+    await Promise.all(
+      clients.map(async (c, i) => {
+        await c.query(`SET search_path = s${i}, public`);
+        await c.query(`SET statement_timeout = '${1001 + i}ms'`);
+      }),
+    );
+    let wrong = 0;
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const who = await c.query("SELECT n FROM who");
+          const timeout = await c.query("SHOW statement_timeout");
+          const path = await c.query("SHOW search_path");
+          if (who.rows[0].n !== i) wrong++;
+          if (timeout.rows[0].statement_timeout !== `${1001 + i}ms`) wrong++;
+          if (path.rows[0].search_path !== `s${i}, public`) wrong++;
+        }),
+      );
+    }
+    expect(wrong).toBe(0);
+    const servers = await cluster.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND datname = 'postgres'",
+    );
+    expect(servers[0].n).toBeLessThanOrEqual(5);
+    // None of them holds a server between statements.
+    const idleServers = await cluster.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'idle in transaction'",
+    );
+    expect(idleServers[0].n).toBe(0);
+    await Promise.all(clients.map((c) => c.end()));
+  });
+
+  it("RESET, RESET ALL, DISCARD ALL and set_config(..., false) as on a direct connection", async () => {
+    const c = await connect({ statement_timeout: 7000 } as Partial<pg.ClientConfig>);
+    const show = async (name: string) => (await c.query(`SHOW ${name}`)).rows[0][name];
+    expect(await show("statement_timeout")).toBe("7s");
+    await c.query("SET statement_timeout = '3s'");
+    expect(await show("statement_timeout")).toBe("3s");
+    await c.query("RESET statement_timeout");
+    expect(await show("statement_timeout")).toBe("7s"); // the startup value, as Postgres does
+    await c.query("SELECT set_config('search_path', 's3', false)");
+    expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(3);
+    await c.query("RESET ALL");
+    expect(await show("search_path")).toBe('"$user", public');
+    await c.query("SET search_path = s4");
+    await c.query("DISCARD ALL");
+    expect(await show("search_path")).toBe('"$user", public');
+    expect(await show("statement_timeout")).toBe("7s");
+    await c.end();
+  });
+
+  it("a SET whose unit failed, or inside a transaction rolled back, is not carried: the server's own state is kept", async () => {
+    const c = await connect();
+    await c.query("SET search_path = s1");
+    await expect(c.query("SET search_path = s2; SELECT 1/0")).rejects.toThrow(/division/);
+    expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(1);
+    await c.query("BEGIN");
+    await c.query("SET search_path = s5");
+    expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(5);
+    await c.query("ROLLBACK");
+    expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(1);
+    // Other clients never see this client's settings.
+    const other = await connect();
+    for (let i = 0; i < 10; i++) {
+      expect((await other.query("SHOW search_path")).rows[0].search_path).toBe('"$user", public');
+    }
+    await other.end();
+    await c.end();
+  });
+});
