@@ -177,6 +177,8 @@ export class Metrics {
   readonly unroutedErrors = new Map<string, number>();
   bytesIn = 0;
   bytesOut = 0;
+  /** Bugs caught in a socket handler; the session or server connection was closed for each. */
+  readonly internalErrors = { client: 0, server: 0 };
 
   readonly clientsAccepted = new client.Counter({
     name: "pgsidecar_client_connections_accepted_total",
@@ -275,6 +277,17 @@ export class Metrics {
       },
     });
     const self = this;
+    new client.Counter({
+      name: "pgsidecar_internal_errors_total",
+      help: "Bugs caught in a socket handler, by side (client, server): the one connection was closed, the process lived on.",
+      labelNames: ["side"],
+      registers: [reg],
+      collect() {
+        this.reset();
+        this.inc({ side: "client" }, self.internalErrors.client);
+        this.inc({ side: "server" }, self.internalErrors.server);
+      },
+    });
     new client.Counter({
       name: "pgsidecar_client_bytes_total",
       help: "Bytes received from (in) and sent to (out) clients.",

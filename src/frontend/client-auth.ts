@@ -27,16 +27,42 @@ export type AuthStep =
   | { kind: "ok"; message: Buffer | null }
   | { kind: "fail"; error: ProxyError };
 
+/** Postgres's PG_MAX_AUTH_TOKEN_LENGTH: the longest PasswordMessage (F) it reads, length word included. */
+export const MAX_PASSWORD_MESSAGE = 65535;
+/** Postgres's PG_MAX_SASL_MESSAGE_LENGTH (auth-sasl.c): the longest SASL message it reads. */
+export const MAX_SASL_MESSAGE = 1024;
+
+/** Where a SCRAM exchange is, as the client's messages arrive. */
+const ScramStage = {
+  /** SASLInitialResponse (F) expected. */
+  Initial: "initial",
+  /** The SASLInitialResponse carried no data (length -1): client-first-message comes in a SASLResponse. */
+  ClientFirst: "client_first",
+  /** SASLResponse (F) with client-final-message expected. */
+  ClientFinal: "client_final",
+} as const;
+type ScramStage = (typeof ScramStage)[keyof typeof ScramStage];
+
 export class ClientAuth {
   private scram: ScramServerExchange | null = null;
   private md5Salt: Buffer | null = null;
-  private stage = 0;
+  private stage: ScramStage = ScramStage.Initial;
 
   constructor(
     private readonly type: AuthType,
     private readonly userName: string,
     private readonly user: KnownUser | undefined,
   ) {}
+
+  /** What the client must answer with, in Postgres's words ("expected SASL response, got ..."). */
+  get responseName(): string {
+    return this.type === "scram-sha-256" ? "SASL response" : "password response";
+  }
+
+  /** The longest answer Postgres would read for this method (length word included). */
+  get maxResponseBytes(): number {
+    return this.type === "scram-sha-256" ? MAX_SASL_MESSAGE : MAX_PASSWORD_MESSAGE;
+  }
 
   /** The first message: an authentication request, or AuthenticationOk for trust. */
   start(): AuthStep {
@@ -64,7 +90,7 @@ export class ClientAuth {
         case "trust":
           return { kind: "fail", error: protocolViolation() };
         case "password": {
-          const given = cstring(body, 0);
+          const given = passwordPacket(body);
           const expected = this.user?.password ?? "";
           const ok =
             this.user !== undefined &&
@@ -73,7 +99,7 @@ export class ClientAuth {
           return ok ? { kind: "ok", message: null } : { kind: "fail", error: this.failure() };
         }
         case "md5": {
-          const given = cstring(body, 0);
+          const given = passwordPacket(body);
           const ok =
             this.user !== undefined &&
             verifyMd5Password(this.userName, this.user.password, this.md5Salt as Buffer, given);
@@ -85,21 +111,24 @@ export class ClientAuth {
     } catch (err) {
       if (err instanceof ProxyError) return { kind: "fail", error: err };
       if (err instanceof ScramError) {
+        if (err.code === "bad_proof") return { kind: "fail", error: this.failure() };
+        // Postgres: "malformed SCRAM message" (08P01), or 0A000 for what it does not support.
         return {
           kind: "fail",
-          error: err.code === "bad_proof" ? this.failure() : protocolViolation(err.message),
+          error: new ProxyError("auth_protocol", err.sqlstate, err.message, "FATAL"),
         };
       }
       return { kind: "fail", error: protocolViolation() };
     }
   }
 
+  /** SASLInitialResponse / SASLResponse (F), read as Postgres's CheckSASLAuth and scram_exchange do. */
   private respondScram(body: Buffer): AuthStep {
     const scram = this.scram as ScramServerExchange;
-    if (this.stage === 0) {
-      // SASLInitialResponse: mechanism name, Int32 length, data.
+    if (this.stage === ScramStage.Initial) {
+      // SASLInitialResponse: mechanism name, Int32 length of the data (-1: none), the data.
       const mechEnd = body.indexOf(0);
-      if (mechEnd < 0 || body.length < mechEnd + 5) throw protocolViolation();
+      if (mechEnd < 0) throw protocolViolation("invalid string in message");
       const mechanism = body.toString("utf8", 0, mechEnd);
       if (mechanism !== "SCRAM-SHA-256") {
         throw new ProxyError(
@@ -109,14 +138,31 @@ export class ClientAuth {
           "FATAL",
         );
       }
+      const dataStart = mechEnd + 5;
+      if (body.length < dataStart) throw protocolViolation("insufficient data left in message");
       const len = body.readInt32BE(mechEnd + 1);
-      const data = body.toString("utf8", mechEnd + 5, len < 0 ? body.length : mechEnd + 5 + len);
-      this.stage = 1;
-      return { kind: "send", message: msg.authenticationSASLContinue(scram.clientFirst(data)) };
+      if (len === -1) {
+        // No initial response: an empty challenge, answered by client-first-message (RFC 4422 5.1).
+        if (body.length !== dataStart) throw protocolViolation("invalid message format");
+        this.stage = ScramStage.ClientFirst;
+        return { kind: "send", message: msg.authenticationSASLContinue("") };
+      }
+      if (len < 0 || len > body.length - dataStart) {
+        throw protocolViolation("insufficient data left in message");
+      }
+      if (body.length !== dataStart + len) throw protocolViolation("invalid message format");
+      return this.clientFirst(scram, body.subarray(dataStart));
     }
-    const serverFinal = scram.clientFinal(body.toString("utf8"));
+    if (this.stage === ScramStage.ClientFirst) return this.clientFirst(scram, body);
+    const serverFinal = scram.clientFinal(scramInput(body));
     if (this.user === undefined) return { kind: "fail", error: this.failure() };
     return { kind: "ok", message: msg.authenticationSASLFinal(serverFinal) };
+  }
+
+  private clientFirst(scram: ScramServerExchange, data: Buffer): AuthStep {
+    const serverFirst = scram.clientFirst(scramInput(data));
+    this.stage = ScramStage.ClientFinal;
+    return { kind: "send", message: msg.authenticationSASLContinue(serverFirst) };
   }
 
   /** The message Postgres sends for a wrong password, word for word. */
@@ -130,17 +176,20 @@ export class ClientAuth {
   }
 }
 
-function protocolViolation(detail?: string): ProxyError {
-  return new ProxyError(
-    "auth_protocol",
-    "08P01",
-    detail ? `malformed authentication message: ${detail}` : "malformed authentication message",
-    "FATAL",
-  );
+function protocolViolation(message = "malformed authentication message", detail?: string) {
+  return new ProxyError("auth_protocol", "08P01", message, "FATAL", detail);
 }
 
-function cstring(buf: Buffer, start: number): string {
-  const end = buf.indexOf(0, start);
-  if (end < 0) throw protocolViolation();
-  return buf.toString("utf8", start, end);
+/** The SCRAM payload as text; Postgres's scram_exchange refuses an empty one first. */
+function scramInput(data: Buffer): string {
+  if (data.length === 0)
+    throw protocolViolation("malformed SCRAM message", "The message is empty.");
+  return data.toString("utf8");
+}
+
+/** A PasswordMessage's body is one string and nothing else (recv_password_packet). */
+function passwordPacket(body: Buffer): string {
+  const end = body.indexOf(0);
+  if (end !== body.length - 1) throw protocolViolation("invalid password packet size");
+  return body.toString("utf8", 0, end);
 }

@@ -35,12 +35,36 @@ export class FrameScanner {
   /** Bytes still to come of the current streamed message. */
   private streamRemaining = 0;
   private failed = false;
+  /** Names the length limit in the error ("max_message_bytes" unless setLimit says otherwise). */
+  private limitName = "max_message_bytes";
+  /** The only message type accepted, or -1 for any (see expectOnly). */
+  private onlyCode = -1;
+  private onlyWhat = "";
 
   constructor(
-    private readonly maxMessageBytes: number,
+    private maxMessageBytes: number,
     /** 256 flags: codes passed on piece by piece instead of reassembled. */
     private readonly streamed: Uint8Array = NONE_STREAMED,
   ) {}
+
+  /**
+   * Changes the largest message accepted from the next header on: a client is held to the small
+   * limits of authentication until it has logged in. `name` names the limit in the error.
+   */
+  setLimit(maxMessageBytes: number, name = "max_message_bytes"): void {
+    this.maxMessageBytes = maxMessageBytes;
+    this.limitName = name;
+  }
+
+  /**
+   * Accepts only messages of type `code` from the next header on; any other is refused at its type
+   * byte, as Postgres refuses "expected SASL response, got message type 0" before reading a length.
+   * `what` is the expected message, for the error. `expectOnly(-1)` accepts every type again.
+   */
+  expectOnly(code: number, what = ""): void {
+    this.onlyCode = code;
+    this.onlyWhat = what;
+  }
 
   /** True when the scanner sits exactly between two messages. */
   get atBoundary(): boolean {
@@ -77,6 +101,7 @@ export class FrameScanner {
         while (this.headerFill < HEADER && pos < len) {
           const b = chunk[pos++];
           if (this.headerFill === 0) {
+            if (!this.checkCode(b, sink)) return;
             this.headerCode = b;
             this.headerSize = 0;
           } else this.headerSize = (this.headerSize << 8) | b; // signed, as readInt32BE
@@ -111,6 +136,7 @@ export class FrameScanner {
         continue;
       }
       const code = chunk[pos];
+      if (!this.checkCode(code, sink)) return;
       const size = chunk.readInt32BE(pos + 1);
       if (!this.checkLength(size, sink)) return;
       const end = pos + 1 + size;
@@ -143,11 +169,18 @@ export class FrameScanner {
       sink.onProtocolError(
         size < 4
           ? `invalid message length ${size}`
-          : `message length ${size} exceeds max_message_bytes (${this.maxMessageBytes})`,
+          : `message length ${size} exceeds ${this.limitName} (${this.maxMessageBytes})`,
       );
       return false;
     }
     return true;
+  }
+
+  private checkCode(code: number, sink: FrameSink): boolean {
+    if (this.onlyCode < 0 || code === this.onlyCode) return true;
+    this.failed = true;
+    sink.onProtocolError(`expected ${this.onlyWhat}, got message type ${code}`);
+    return false;
   }
 }
 
