@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // pgsidecar command line: `start` (default) runs the proxy; `check-config` validates and prints
-// the configuration. SIGTERM drains, SIGINT stops at once, SIGHUP reloads the configuration.
+// the configuration. SIGTERM (or POST /quitquitquit) drains, SIGINT stops at once, SIGHUP reloads
+// the configuration.
 
 import {
   type CliResult,
@@ -66,6 +67,36 @@ async function main(): Promise<void> {
     // Let pino's asynchronous destination write its last lines.
     setTimeout(() => process.exit(code), 50);
   };
+  // SIGTERM and POST /quitquitquit: the same drain, then exit 0.
+  const drain = (origin: "SIGTERM" | "/quitquitquit") => {
+    if (stopping !== null) return;
+    stopping = "drain";
+    const c = proxy.config;
+    log.info(
+      { shutdown_timeout_ms: c.shutdown_timeout, min_sigterm_delay_ms: c.min_sigterm_delay },
+      `${origin}: draining`,
+    );
+    // drain() ends by shutdown_timeout; this only guards against a stop that never finishes.
+    setTimeout(() => {
+      log.error({}, "drain did not finish after shutdown_timeout; exiting");
+      exit(1);
+    }, c.shutdown_timeout + 5000).unref();
+    proxy.drain().then(
+      (result) => {
+        log.info({ result }, "drained; exiting");
+        exit(0);
+      },
+      (err: Error) => {
+        log.error({ err: err.message }, "drain failed");
+        exit(1);
+      },
+    );
+  };
+  proxy.quitter = () => {
+    // The HTTP server is up before start() returns: a request that early waits, as a signal does.
+    if (started) drain("/quitquitquit");
+    else pending ??= "SIGTERM";
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     if (!started) {
       if (signal !== "SIGHUP") pending = signal;
@@ -79,31 +110,9 @@ async function main(): Promise<void> {
           // logged by reload()
         }
         return;
-      case "SIGTERM": {
-        if (stopping !== null) return;
-        stopping = "drain";
-        const c = proxy.config;
-        log.info(
-          { shutdown_timeout_ms: c.shutdown_timeout, min_sigterm_delay_ms: c.min_sigterm_delay },
-          "SIGTERM: draining",
-        );
-        // drain() ends by shutdown_timeout; this only guards against a stop that never finishes.
-        setTimeout(() => {
-          log.error({}, "drain did not finish after shutdown_timeout; exiting");
-          exit(1);
-        }, c.shutdown_timeout + 5000).unref();
-        proxy.drain().then(
-          (result) => {
-            log.info({ result }, "drained; exiting");
-            exit(0);
-          },
-          (err: Error) => {
-            log.error({ err: err.message }, "drain failed");
-            exit(1);
-          },
-        );
+      case "SIGTERM":
+        drain("SIGTERM");
         return;
-      }
       case "SIGINT":
         // Fast shutdown, also in the middle of a drain: close clients and servers now.
         if (stopping === "stop") return;

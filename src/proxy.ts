@@ -42,6 +42,12 @@ export class Sidecar {
   readonly console: AdminConsole;
   draining = false;
   readonly startedAt = Date.now();
+  /** /startup: set once listening and (startup_checks_upstream) each database was reached. */
+  private startupDone = false;
+  /** POST /quitquitquit. In-process it drains; cli.ts replaces it by its SIGTERM drain and exit. */
+  quitter: () => void = () => {
+    this.drain().catch((err: Error) => this.log.error({ err: err.message }, "drain failed"));
+  };
 
   constructor(
     config: Config,
@@ -87,6 +93,8 @@ export class Sidecar {
       this.http = new AdminHttpServer({
         metrics: this.metrics,
         ready: () => this.ready(),
+        started: () => this.startupDone,
+        quit: () => this.quitter(),
         status: () => this.status(),
         adminPassword: (user) => {
           const u = this.users.get(user);
@@ -113,6 +121,8 @@ export class Sidecar {
     for (const db of Object.values(c.databases)) {
       if (db.min_pool_size > 0) this.poolFor(db, db.target.user);
     }
+    if (c.startup_checks_upstream) this.reachUpstreams();
+    else this.startupDone = true;
     this.log.info(
       {
         listen: `${c.listen.host}:${this.port}`,
@@ -120,6 +130,33 @@ export class Sidecar {
       },
       "pgsidecar listening",
     );
+  }
+
+  /**
+   * startup_checks_upstream: one server login per configured database (as its URL's user), each
+   * tried again until it works; the server stays in the pool. Then /startup answers 200.
+   */
+  private reachUpstreams(): void {
+    const pending = new Set(Object.keys(this.config.databases));
+    for (const db of Object.values(this.config.databases)) {
+      const attempt = () => {
+        if (this.draining) return;
+        const pool = this.poolFor(db, db.target.user);
+        pool.checkout((_err, conn) => {
+          if (conn === null) {
+            // Refused (the pool logged why) or query_wait_timeout: try again later.
+            setTimeout(attempt, this.config.server_login_retry_max).unref();
+            return;
+          }
+          pool.release(conn);
+          pending.delete(db.name);
+          if (pending.size > 0 || this.startupDone) return;
+          this.startupDone = true;
+          this.log.info({ databases: Object.keys(this.config.databases) }, "upstream reached");
+        });
+      };
+      attempt();
+    }
   }
 
   /** Stops at once: closes listeners, clients and servers. */

@@ -1,4 +1,5 @@
-// HTTP side of the admin surface: /metrics (Prometheus), /healthz, /readyz and /status (JSON).
+// HTTP side of the admin surface: /metrics (Prometheus), the probes (/startup, /livez, /readyz,
+// /healthz), /status (JSON) and POST /quitquitquit (drain and exit, from this machine only).
 
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
@@ -9,6 +10,13 @@ export interface HttpHandlers {
   metrics: Metrics;
   /** Listening and not draining (and, when configured, the upstream reachable). */
   ready(): boolean;
+  /**
+   * Started: listening (and, with startup_checks_upstream, each database reached once). Stays true
+   * once true, through a drain. Absent: /startup answers as /livez.
+   */
+  started?(): boolean;
+  /** Starts the drain SIGTERM starts (the process then exits 0). Absent: no /quitquitquit. */
+  quit?(): void;
   status(): unknown;
   /** The password of `user` if it is an admin (admin_users, or admin: true in users), else null. */
   adminPassword(user: string): string | null;
@@ -66,6 +74,15 @@ export class AdminHttpServer {
         res.end(body);
         return;
       }
+      case "/startup": {
+        const ok = this.handlers.started?.() ?? true;
+        res.statusCode = ok ? 200 : 503;
+        res.end(ok ? "started\n" : "starting\n");
+        return;
+      }
+      // Liveness: the process answers. Not tied to the upstream or to a drain: a restart would
+      // not bring the database back, and a kill during a drain would cut what it lets finish.
+      case "/livez":
       case "/healthz":
         res.end("ok\n");
         return;
@@ -87,10 +104,42 @@ export class AdminHttpServer {
         res.setHeader("Content-Type", "application/json");
         res.end(`${JSON.stringify(this.handlers.status(), null, 2)}\n`);
         return;
+      case "/quitquitquit":
+        this.quit(req, res);
+        return;
       default:
         res.statusCode = 404;
         res.end("not found\n");
     }
+  }
+
+  /**
+   * POST /quitquitquit (as Cloud SQL Auth Proxy and Istio's pilot-agent): for a Job whose main
+   * container finished, or a preStop hook. Only a peer on this machine may stop the sidecar, and
+   * not a browser page on it: a cross-site form POST carries an Origin header.
+   */
+  private quit(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const quit = this.handlers.quit;
+    if (quit === undefined) {
+      res.statusCode = 404;
+      res.end("not found\n");
+      return;
+    }
+    if (req.method !== "POST") {
+      res.statusCode = 405;
+      res.setHeader("Allow", "POST");
+      res.end("use POST\n");
+      return;
+    }
+    const peer = req.socket.remoteAddress;
+    if (peer === undefined || !this.isLocalPeer(peer) || req.headers.origin !== undefined) {
+      res.statusCode = 403;
+      res.end("/quitquitquit is accepted only from a loopback peer\n");
+      return;
+    }
+    res.end("draining\n");
+    // After the reply is handed to the socket: the drain ends by closing this server.
+    setImmediate(quit);
   }
 
   /** A peer on this machine, or HTTP basic auth (RFC 7617) as an admin user. */

@@ -106,7 +106,7 @@ export function loadConfig(input: LoadInput = {}): Config {
     if (value === undefined || IGNORED_ARGV_KEYS.has(name)) continue;
     const key = argvKey(name);
     if (key === undefined) {
-      const hint = closest(name, SETTING_KEYS);
+      const hint = settingHint(name);
       throw new ConfigError(
         `invalid config: unknown setting ${name} (from the command line)${hint ? `: did you mean ${hint}?` : ""}`,
       );
@@ -142,6 +142,17 @@ export function loadConfig(input: LoadInput = {}): Config {
   deepFreeze(config);
   sources.set(config, bySetting);
   return config;
+}
+
+/**
+ * Other tools' names for one of our settings, where the closest spelling would mislead:
+ * max_sigterm_delay is one edit from min_sigterm_delay, but means shutdown_timeout.
+ */
+const KNOWN_AS: Readonly<Record<string, SettingKey>> = { max_sigterm_delay: "shutdown_timeout" };
+
+/** The setting an unknown name probably meant. */
+function settingHint(name: string): string | undefined {
+  return KNOWN_AS[name.replaceAll("-", "_").toLowerCase()] ?? closest(name, SETTING_KEYS);
 }
 
 function argvKey(name: string): SettingKey | undefined {
@@ -397,7 +408,7 @@ function readConfigFile(path: string): ConfigFile {
   const values = data as Record<string, unknown>;
   for (const key of Object.keys(values)) {
     if (key in SETTINGS) continue;
-    const hint = closest(key, SETTING_KEYS);
+    const hint = settingHint(key);
     throw new ConfigError(
       `invalid config: unknown key ${key} (from ${sourceLabel(source([key]))})${hint ? `: did you mean ${hint}?` : ""}`,
     );
@@ -554,7 +565,11 @@ function buildParser(args: string[]) {
         const flags = SETTING_LIST.map((s) => s.flag).concat("config");
         const hints = unknown[1]
           .split(", ")
-          .map((a) => closest(a.replace(/^-+/, ""), flags))
+          .map((a) => {
+            const name = a.replace(/^-+/, "").replace(/=.*$/, "");
+            const known = KNOWN_AS[name.replaceAll("-", "_")];
+            return known === undefined ? closest(name, flags) : SETTINGS[known].flag;
+          })
           .filter((h): h is string => h !== undefined);
         if (hints.length > 0) line += ` (did you mean ${hints.map((h) => `--${h}`).join(", ")}?)`;
       }

@@ -1119,12 +1119,17 @@ export const SETTINGS = defineSettings({
   http_listen: hostPortOrOff({
     group: "Admin",
     default: "127.0.0.1:9930",
-    doc: 'Address of /metrics, /healthz, /readyz and /status ("off" disables); /status only to loopback peers or admin users (basic auth).',
+    doc: 'Address of /metrics, /startup, /livez, /readyz, /healthz, /status and POST /quitquitquit ("off" disables); /status only to loopback peers or admin users (basic auth), /quitquitquit only to loopback peers.',
   }),
   readyz_checks_upstream: boolean({
     group: "Admin",
     default: false,
     doc: "/readyz also requires the upstream to be reachable.",
+  }),
+  startup_checks_upstream: boolean({
+    group: "Admin",
+    default: false,
+    doc: "/startup also waits for one server login to each configured database (as its URL's user).",
   }),
   admin_users: nameList({
     group: "Admin",
@@ -1146,12 +1151,12 @@ export const SETTINGS = defineSettings({
   shutdown_timeout: duration({
     group: "Shutdown",
     default: "30s",
-    doc: "On SIGTERM, time for running units to finish before connections are closed.",
+    doc: "On SIGTERM or /quitquitquit, the longest drain, counted from the signal (min_sigterm_delay included; Cloud SQL Auth Proxy's max-sigterm-delay): then open transactions are cut and the process exits.",
   }),
   min_sigterm_delay: duration({
     group: "Shutdown",
     default: 0,
-    doc: "On SIGTERM, keep accepting this long first (while endpoints are removed).",
+    doc: "On SIGTERM or /quitquitquit, keep accepting this long first (while endpoints are removed); at most shutdown_timeout.",
   }),
 });
 

@@ -199,7 +199,9 @@ describe("examples/langgraph/kubernetes.yaml (plain manifests)", () => {
   it("runs pgsidecar as a native sidecar that the agent's pod mounts its config into", () => {
     const sidecar = pod.initContainers.find((c: Values) => c.name === "pgsidecar");
     expect(sidecar.restartPolicy).toBe("Always");
-    expect(sidecar.startupProbe.httpGet.path).toBe("/readyz");
+    expect(sidecar.startupProbe.httpGet.path).toBe("/startup");
+    expect(sidecar.readinessProbe.httpGet.path).toBe("/readyz");
+    expect(sidecar.livenessProbe.httpGet.path).toBe("/livez");
     expect(sidecar.securityContext.runAsNonRoot).toBe(true);
     const volumes = new Set(pod.volumes.map((v: Values) => v.name));
     for (const m of sidecar.volumeMounts) expect(volumes, m.name).toContain(m.name);

@@ -665,6 +665,10 @@ function checkPod(spec: Any, config?: string) {
   }
   expect(sidecar.securityContext.runAsNonRoot).toBe(true);
   expect(sidecar.securityContext.readOnlyRootFilesystem).toBe(true);
+  // Each probe asks the endpoint made for it (src/admin/http.ts), on the HTTP port.
+  expect(sidecar.startupProbe.httpGet).toEqual({ path: "/startup", port: "pgsidecar-http" });
+  expect(sidecar.readinessProbe.httpGet).toEqual({ path: "/readyz", port: "pgsidecar-http" });
+  expect(sidecar.livenessProbe.httpGet).toEqual({ path: "/livez", port: "pgsidecar-http" });
 }
 
 const ci = (name: string) => readYaml(join(CHART, "ci", name));
@@ -793,6 +797,24 @@ describe("helm/pgsidecar rendered without helm", () => {
     expect(r.notes).not.toMatch(/s3cret/);
   });
 
+  it("probes: each can be turned off or tuned, and keeps its endpoint", () => {
+    const engine = new Engine();
+    loadChart(engine, CHART);
+    const values = coalesce(chartDefaults, {
+      ...ci("native-sidecar-values.yaml"),
+      probes: { liveness: { enabled: false }, startup: { failureThreshold: 120 } },
+    });
+    const [c] = parse(engine.include("pgsidecar.sidecar", { Values: values, Release: RELEASE }));
+    expect(c.livenessProbe).toBeUndefined();
+    expect(c.startupProbe).toEqual({
+      httpGet: { path: "/startup", port: "pgsidecar-http" },
+      periodSeconds: 1,
+      timeoutSeconds: 2,
+      failureThreshold: 120,
+    });
+    expect(c.readinessProbe.httpGet.path).toBe("/readyz");
+  });
+
   it("classic mode keeps accepting for minSigtermDelay; native mode sets no delay", () => {
     const classic = loadRendered(
       configText(renderChart(CHART, coalesce(chartDefaults, ci("classic-sidecar-values.yaml")))),
@@ -881,7 +903,7 @@ describe("examples/langgraph/chart: the named templates in a parent chart's pod"
     checkPod(spec, configText(sub));
     const init = spec.initContainers.find((c: Any) => c.name === "pgsidecar");
     expect(init.restartPolicy).toBe("Always");
-    expect(init.startupProbe.httpGet.path).toBe("/readyz");
+    expect(init.startupProbe.httpGet.path).toBe("/startup");
     expect(spec.containers.map((c: Any) => c.name)).toEqual(["agent"]);
     const cmName = spec.volumes.find((v: Any) => v.name === "pgsidecar-config").configMap.name;
     expect(sub.objects.has(`ConfigMap/${cmName}`)).toBe(true);

@@ -202,7 +202,7 @@ restartPolicy: Always and belongs under initContainers; otherwise under containe
       protocol: TCP
   {{- if $v.probes.startup.enabled }}
   startupProbe:
-    {{- include "pgsidecar.probe" (dict "probe" $v.probes.startup "path" "/readyz") | nindent 4 }}
+    {{- include "pgsidecar.probe" (dict "probe" $v.probes.startup "path" "/startup") | nindent 4 }}
   {{- end }}
   {{- if $v.probes.readiness.enabled }}
   readinessProbe:
@@ -210,7 +210,7 @@ restartPolicy: Always and belongs under initContainers; otherwise under containe
   {{- end }}
   {{- if $v.probes.liveness.enabled }}
   livenessProbe:
-    {{- include "pgsidecar.probe" (dict "probe" $v.probes.liveness "path" "/healthz") | nindent 4 }}
+    {{- include "pgsidecar.probe" (dict "probe" $v.probes.liveness "path" "/livez") | nindent 4 }}
   {{- end }}
   {{- with $v.resources }}
   resources:
