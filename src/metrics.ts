@@ -446,6 +446,12 @@ export class Metrics {
     return s;
   }
 
+  /** Drops the stats of a pool the proxy removed: its series leave /metrics. */
+  forgetPool(owner: { database: string; user: string }): void {
+    this.byOwner.delete(owner);
+    this.pools.delete(`${owner.database}\u0000${owner.user}`);
+  }
+
   countBytes(direction: "in" | "out", n: number): void {
     if (direction === "in") this.bytesIn += n;
     else this.bytesOut += n;

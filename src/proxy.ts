@@ -109,7 +109,10 @@ export class Sidecar {
       }
     }
     this.janitor = setInterval(() => {
-      for (const pool of this.pools.values()) pool.sweep();
+      for (const pool of [...this.pools.values()]) {
+        pool.sweep();
+        this.forgetIfRefused(pool);
+      }
       const idleLimit = this.config.client_idle_timeout;
       if (idleLimit > 0) {
         const now = Date.now();
@@ -219,7 +222,7 @@ export class Sidecar {
     }
     this.config = next;
     for (const [key, pool] of this.pools) {
-      const db = next.databases[pool.database];
+      const db = this.databaseConfig(pool.database, next);
       if (!db) continue; // a database no longer configured: its pool serves the clients it has
       pool.settings = this.poolSettings(db);
       pool.password = this.upstreamPassword(db, pool.user);
@@ -231,7 +234,7 @@ export class Sidecar {
       if (JSON.stringify(prev[key]) !== JSON.stringify(next[key])) restart.push(key);
     }
     for (const [name, upstream] of this.upstreams) {
-      const t = next.databases[name]?.target;
+      const t = this.databaseConfig(name, next)?.target;
       if (t && (t.host !== upstream.target.host || t.port !== upstream.target.port))
         restart.push(`databases.${name}.upstream`);
     }
@@ -321,8 +324,36 @@ export class Sidecar {
     return this.users.get(user)?.password ?? null;
   }
 
+  /**
+   * A database clients may name: a configured one, else the fallback ("*") entry serving that
+   * name from its server (PgBouncer's fallback database); null: none (3D000).
+   */
+  databaseConfig(name: string, c: Config = this.config): DatabaseConfig | null {
+    const db = c.databases[name];
+    if (db) return db;
+    const any = c.fallback_database;
+    if (any === null) return null;
+    return { ...any, name, target: { ...any.target, database: name } };
+  }
+
+  /**
+   * A pool of a database served by the fallback entry whose server never let it in (no such
+   * database, no CONNECT right) and that holds nothing: forgotten with its upstream state and
+   * stats, so that names clients make up leave nothing behind. It is made again on next use.
+   */
+  private forgetIfRefused(pool: Pool): void {
+    if (pool.serverParams !== null || pool.size > 0 || pool.waiting > 0) return;
+    if (this.config.databases[pool.database] !== undefined) return;
+    pool.close();
+    this.pools.delete(pool.key);
+    this.retryPolicies.delete(pool.key);
+    const shared = [...this.pools.values()].some((p) => p.database === pool.database);
+    if (!shared) this.upstreams.delete(pool.database);
+    this.metrics.forgetPool(pool);
+  }
+
   private route(database: string, user: string): Route | null {
-    const db = this.config.databases[database];
+    const db = this.databaseConfig(database);
     if (!db) return null;
     const pool = this.poolFor(db, user);
     let retry = this.retryPolicies.get(pool.key);

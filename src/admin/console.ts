@@ -113,7 +113,7 @@ export class AdminConsole {
       sv_connecting: p.connecting,
       sv_checking: p.checking,
       maxwait_ms: Math.round(p.maxWaitSeconds * 1000),
-      pool_mode: this.proxy.config.databases[p.database]?.pool_mode ?? "",
+      pool_mode: this.proxy.databaseConfig(p.database)?.pool_mode ?? "",
       pool_size: p.poolSize,
       paused: p.paused,
       upstream_up: p.upstreamUp,

@@ -13,6 +13,7 @@ import {
   type DatabaseConfig,
   type DatabaseSpec,
   ENV_PREFIX,
+  FALLBACK_DATABASE,
   formatHostPort,
   formatTarget,
   InvalidValue,
@@ -240,6 +241,7 @@ function resolve(p: Record<string, unknown>, fail: Fail): Config {
   }
 
   const databases: Record<string, DatabaseConfig> = {};
+  let fallback: DatabaseConfig | null = null;
   const defaults = {
     pool_size: poolSize,
     min_pool_size: minPoolSize,
@@ -285,14 +287,32 @@ function resolve(p: Record<string, unknown>, fail: Fail): Config {
         `min_pool_size (${db.min_pool_size}) at most pool_size (${db.pool_size})`,
       );
     }
-    databases[spec.name] = db;
+    if (spec.name === FALLBACK_DATABASE) {
+      // Any name a client asks for: the URL's database is replaced by that name (Sidecar.route).
+      fallback = { ...db, target: { ...db.target, database: FALLBACK_DATABASE } };
+    } else databases[spec.name] = db;
+  }
+  if (fallback !== null && p.any_database === false) {
+    throw fail(
+      "any_database",
+      [],
+      false,
+      `true, since databases has a "${FALLBACK_DATABASE}" entry (or remove that entry)`,
+    );
+  }
+  if (fallback === null && upstream !== null && p.any_database === true) {
+    fallback = {
+      name: FALLBACK_DATABASE,
+      target: { ...upstream, database: FALLBACK_DATABASE },
+      ...defaults,
+    };
   }
 
   // Listed users first (they may differ from the URL's password, or be admins), then the URLs' users.
   const users: UserConfig[] = [...(p.users as ReadonlyArray<UserConfig>)];
-  const targets = [upstream, ...Object.values(databases).map((d) => d.target)];
+  const targets = [upstream, ...Object.values(databases).map((d) => d.target), fallback?.target];
   for (const t of targets) {
-    if (t === null || t.password === null || users.some((u) => u.name === t.user)) continue;
+    if (!t || t.password === null || users.some((u) => u.name === t.user)) continue;
     users.push({ name: t.user, password: t.password, admin: false });
   }
   const adminUsers = p.admin_users as ReadonlyArray<string>;
@@ -305,7 +325,12 @@ function resolve(p: Record<string, unknown>, fail: Fail): Config {
     adminUsers.includes(u.name) && !u.admin ? { ...u, admin: true } : u,
   );
 
-  return { ...p, databases, users: withAdmins } as unknown as Config;
+  return {
+    ...p,
+    databases,
+    fallback_database: fallback,
+    users: withAdmins,
+  } as unknown as Config;
 }
 
 function invalid(
@@ -457,6 +482,7 @@ export function describeConfig(config: Config): ConfigRow[] {
     const source = sourceOf === undefined ? {} : { source: sourceLabel(sourceOf) };
     if (key === "databases") {
       const dbs = Object.values(config.databases);
+      if (config.fallback_database) dbs.push(config.fallback_database);
       rows.push({ key, value: dbs.map((d) => d.name).join(","), default: "", ...source });
       for (const d of dbs) {
         const value = `${formatTarget(d.target)} pool_size=${d.pool_size} min_pool_size=${d.min_pool_size} pool_mode=${d.pool_mode} retry=${d.retry}`;

@@ -37,6 +37,8 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The database name clients use to reach the admin console (PgBouncer's `pgbouncer`). */
 export const ADMIN_DATABASE = "pgsidecar";
+/** The `databases` entry that serves any name not listed (PgBouncer's fallback database). */
+export const FALLBACK_DATABASE = "*";
 
 export interface ListenAddress {
   readonly host: string;
@@ -940,8 +942,13 @@ export const SETTINGS = defineSettings({
   }),
   databases: databaseMap({
     group: "Upstream",
-    doc: "Extra logical databases: name -> {upstream, pool_size, min_pool_size, pool_mode, retry}; a missing user/password is taken from upstream.",
+    doc: 'Extra logical databases: name -> {upstream, pool_size, min_pool_size, pool_mode, retry}; a missing user/password is taken from upstream; "*" serves any other name from its server (the URL\'s database is replaced by the name asked for).',
     overrides: { pool_size, min_pool_size, pool_mode, retry },
+  }),
+  any_database: boolean({
+    group: "Upstream",
+    default: true,
+    doc: 'A database name not in databases is served from upstream\'s server under that name (an implicit "*" entry; one pool per database and user); false: such clients get 3D000 from the sidecar.',
   }),
   users: userList({
     group: "Clients",
@@ -1178,6 +1185,11 @@ type Parsed = { readonly [K in SettingKey]: ValueOf<Settings[K]> };
 export interface Config extends Omit<Parsed, "databases" | "users"> {
   /** Every logical database, the upstream URL's own included (under its database name). */
   readonly databases: Readonly<Record<string, DatabaseConfig>>;
+  /**
+   * The "*" entry (explicit, or implied by any_database and upstream): serves any other database
+   * name, with `target.database` replaced by that name. Its own name and database are "*".
+   */
+  readonly fallback_database: DatabaseConfig | null;
   /** `users`, plus the upstream URL's user (and each database URL's) when it has a password. */
   readonly users: ReadonlyArray<UserConfig>;
 }
