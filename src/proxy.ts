@@ -114,9 +114,13 @@ export class Sidecar {
         this.forgetIfRefused(pool);
       }
       const idleLimit = this.config.client_idle_timeout;
-      if (idleLimit > 0) {
+      const writeLimit = this.config.client_write_timeout;
+      if (idleLimit > 0 || writeLimit > 0) {
         const now = Date.now();
-        for (const s of [...this.sessions]) s.closeIfIdleFor(idleLimit, now);
+        for (const s of [...this.sessions]) {
+          if (idleLimit > 0) s.closeIfIdleFor(idleLimit, now);
+          if (writeLimit > 0) s.closeIfStalledFor(writeLimit, now);
+        }
       }
     }, 1000);
     this.janitor.unref();

@@ -978,6 +978,12 @@ export const SETTINGS = defineSettings({
     zeroMeans: "off",
     doc: "Close a client idle (outside a transaction) this long.",
   }),
+  client_write_timeout: duration({
+    group: "Clients",
+    default: "60s",
+    zeroMeans: "off",
+    doc: "Close a client that holds a backend but has not read its results this long (its socket full), and free the backend.",
+  }),
   max_message_bytes: size({
     group: "Clients",
     default: "256MB",

@@ -1607,6 +1607,7 @@ export class ClientSession implements FrameSink, BackendListener {
     this.ctx.events.bytes("out", bytes.length);
     if (!this.socket.write(bytes) && !this.clientBlocked) {
       this.clientBlocked = true;
+      this.blockedSince = Date.now();
       this.lease?.pauseReading();
       this.socket.once("drain", () => {
         this.clientBlocked = false;
@@ -1649,6 +1650,33 @@ export class ClientSession implements FrameSink, BackendListener {
   }
 
   // --- cancel and close ---------------------------------------------------------------------------
+
+  /** When the client's socket last stopped taking our writes (while `clientBlocked`). */
+  private blockedSince = 0;
+
+  /**
+   * client_write_timeout: closes a client that holds a server but has not read its replies (its
+   * socket full, no 'drain') for longer than `ms`. Its server is paused meanwhile, and would be
+   * held for good: enough such clients and no one else gets a server. The server is released as
+   * dirty (cancelled and closed); a client that reads slowly is never cut, as every drain counts.
+   */
+  closeIfStalledFor(ms: number, now: number): void {
+    if (!this.clientBlocked || this.lease === null || this.state === SessionState.Closed) return;
+    if (now - this.blockedSince <= ms) return;
+    this.log.info(
+      { client: this.id, server: this.lease.id, pool: this.route?.pool.key, ms },
+      "client_write_timeout: client stopped reading while holding a server",
+    );
+    const err = new ProxyError(
+      "client_write_timeout",
+      "08006",
+      `terminating connection: the client has not read its results for ${Math.round(ms / 1000)} s (client_write_timeout)`,
+      "FATAL",
+    );
+    this.ctx.events.clientError(this, err.sqlstate);
+    this.socket.write(err.toMessage()); // read only if the client ever reads again
+    this.close(DisconnectReason.ClientGone);
+  }
 
   /** client_idle_timeout: closes a client idle (no transaction, no server) for longer than `ms`. */
   closeIfIdleFor(ms: number, now: number): void {
