@@ -180,6 +180,21 @@ export class Metrics {
   /** Bugs caught in a socket handler; the session or server connection was closed for each. */
   readonly internalErrors = { client: 0, server: 0 };
 
+  readonly notificationsDelivered = new client.Counter({
+    name: "pgsidecar_notifications_delivered_total",
+    help: "NotificationResponses fanned out to LISTENing clients in transaction mode (one per client).",
+    registers: [this.registry],
+  });
+  readonly listenerReconnects = new client.Counter({
+    name: "pgsidecar_listener_reconnects_total",
+    help: "Times a pool's LISTEN server died and was replaced (its clients were told notifications may have been missed).",
+    registers: [this.registry],
+  });
+  readonly notificationsDropped = new client.Counter({
+    name: "pgsidecar_notifications_dropped_total",
+    help: "Notifications not delivered because a client's queue (1,000 while it was busy) was full.",
+    registers: [this.registry],
+  });
   readonly clientsAccepted = new client.Counter({
     name: "pgsidecar_client_connections_accepted_total",
     help: "Client connections accepted by the listener.",

@@ -6,7 +6,15 @@ import type net from "node:net";
 import tls from "node:tls";
 import { AdminConsole } from "./admin/console.js";
 import { AdminHttpServer } from "./admin/http.js";
+import { credentialMetrics } from "./auth/credential-metrics.js";
 import { scramSecretFromPassword } from "./auth/scram-sha-256.js";
+import {
+  CommandPassword,
+  type CredentialEvents,
+  FilePassword,
+  StaticPassword,
+  type UpstreamPassword,
+} from "./auth/upstream-password.js";
 import { Pool, type PoolEvents, type PoolSettings } from "./backend/pool.js";
 import { Upstream } from "./backend/upstream.js";
 import type { Config, DatabaseConfig } from "./config/schema.js";
@@ -21,6 +29,7 @@ import {
   SessionState,
 } from "./frontend/client-session.js";
 import { Listener } from "./frontend/listener.js";
+import { NotificationHub } from "./frontend/notification-hub.js";
 import { RetryPolicy } from "./frontend/retry-policy.js";
 import type { Logger } from "./log.js";
 import { bump, Metrics, type PoolSnapshot } from "./metrics.js";
@@ -32,10 +41,17 @@ export class Sidecar {
   readonly cancels = new CancelRegistry();
   readonly sessions = new Set<ClientSession>();
   readonly pools = new Map<string, Pool>();
+  private readonly hubs = new Map<string, NotificationHub>();
   private readonly upstreams = new Map<string, Upstream>();
   private readonly retryPolicies = new Map<string, RetryPolicy>();
   private users = new Map<string, KnownUser>();
+  /** Rotating upstream passwords by source, shared by the pools that log in with them. */
+  private readonly credentials = new Map<string, UpstreamPassword>();
+  private readonly credentialEvents: CredentialEvents;
   private tlsContext: tls.SecureContext | null = null;
+  /** client_tls allow without tls_cert_file: a self-signed certificate made at start, in memory. */
+  private ephemeralTls: tls.SecureContext | null = null;
+  private ephemeralTlsMaking: Promise<void> | null = null;
   private listener: Listener | null = null;
   private http: AdminHttpServer | null = null;
   private janitor: NodeJS.Timeout | null = null;
@@ -58,6 +74,7 @@ export class Sidecar {
       () => this.snapshot(),
       () => this.sessions.size,
     );
+    this.credentialEvents = credentialMetrics(this.metrics.registry);
     this.console = new AdminConsole(this);
     this.applyConfig(config);
   }
@@ -78,6 +95,8 @@ export class Sidecar {
   async start(): Promise<void> {
     // The Postgres grammar (WASM) decides replays and pins: it must be there before any client.
     await loadSqlParser();
+    // Before the first client, so that sslmode=require works from the start.
+    if (this.needsEphemeralTls(this.config)) await this.makeEphemeralTls();
     const c = this.config;
     this.listener = new Listener({
       host: c.listen.host,
@@ -172,6 +191,7 @@ export class Sidecar {
     if (this.janitor) clearInterval(this.janitor);
     await this.listener?.stop();
     for (const s of [...this.sessions]) s.close(DisconnectReason.Shutdown);
+    for (const hub of this.hubs.values()) hub.close();
     for (const pool of this.pools.values()) pool.close();
     await this.http?.stop();
   }
@@ -225,11 +245,15 @@ export class Sidecar {
       throw err;
     }
     this.config = next;
+    if (this.needsEphemeralTls(next) && this.ephemeralTls === null) {
+      // tls_cert_file was removed: clients are answered N until the certificate is made.
+      this.makeEphemeralTls().catch(() => {});
+    }
     for (const [key, pool] of this.pools) {
       const db = this.databaseConfig(pool.database, next);
       if (!db) continue; // a database no longer configured: its pool serves the clients it has
       pool.settings = this.poolSettings(db);
-      pool.password = this.upstreamPassword(db, pool.user);
+      pool.credential = this.upstreamPassword(db, pool.user);
       this.retryPolicies.delete(key);
       pool.sweep();
     }
@@ -260,12 +284,51 @@ export class Sidecar {
       users.set(u.name, { ...u, admin: u.admin || c.admin_users.includes(u.name), scramSecret });
     }
     this.users = users;
-    if (c.tls_cert_file && c.tls_key_file) {
+    if (c.client_tls === "off") this.tlsContext = null;
+    else if (c.tls_cert_file && c.tls_key_file) {
       this.tlsContext = tls.createSecureContext({
         cert: readFileSync(c.tls_cert_file),
         key: readFileSync(c.tls_key_file),
       });
-    } else this.tlsContext = null;
+    } else this.tlsContext = this.ephemeralTls;
+  }
+
+  private needsEphemeralTls(c: Config): boolean {
+    return c.client_tls !== "off" && !(c.tls_cert_file && c.tls_key_file);
+  }
+
+  /**
+   * Makes the ephemeral certificate (ECDSA P-256, self-signed, never written to disk) and serves
+   * client TLS with it while no tls_cert_file is configured. A failure leaves client TLS off
+   * (SSLRequest answered N, as before) rather than stopping the sidecar.
+   */
+  private makeEphemeralTls(): Promise<void> {
+    this.ephemeralTlsMaking ??= (async () => {
+      const t0 = performance.now();
+      try {
+        // Loaded only here: the X.509 library and its Reflect polyfill cost nothing otherwise.
+        const { makeEphemeralCertificate } = await import("./frontend/ephemeral-cert.js");
+        const made = await makeEphemeralCertificate();
+        this.ephemeralTls = tls.createSecureContext({ cert: made.cert, key: made.key });
+        if (this.needsEphemeralTls(this.config)) this.tlsContext = this.ephemeralTls;
+        this.log.info(
+          {
+            sha256: made.fingerprint,
+            ms: Math.round(performance.now() - t0),
+            cert_ms: Math.round(made.ms),
+          },
+          "client TLS: ephemeral self-signed certificate made (sslmode=require works; verify-ca/verify-full need tls_cert_file)",
+        );
+      } catch (err) {
+        this.log.error(
+          { err: (err as Error).message },
+          "client TLS: could not make an ephemeral certificate; clients asking for TLS are answered N",
+        );
+      } finally {
+        this.ephemeralTlsMaking = null;
+      }
+    })();
+    return this.ephemeralTlsMaking;
   }
 
   private poolSettings(db: DatabaseConfig): PoolSettings {
@@ -307,11 +370,10 @@ export class Sidecar {
       );
       this.upstreams.set(db.name, upstream);
     }
-    const password = this.upstreamPassword(db, user);
     pool = new Pool(
       db.name,
       user,
-      password,
+      this.upstreamPassword(db, user),
       upstream,
       this.poolSettings(db),
       this.log,
@@ -322,10 +384,63 @@ export class Sidecar {
     return pool;
   }
 
-  /** The password a pool logs in upstream with: the URL's for its user, else the user's own. */
-  private upstreamPassword(db: DatabaseConfig, user: string): string | null {
-    if (user === db.target.user && db.target.password !== null) return db.target.password;
-    return this.users.get(user)?.password ?? null;
+  /**
+   * Where a pool's server logins get their password: the URL's, for its user; else, for the URL's
+   * user, password_command; else the user's own from users, followed when it is a password_file.
+   */
+  private upstreamPassword(db: DatabaseConfig, user: string): UpstreamPassword {
+    const c = this.config;
+    if (user === db.target.user && db.target.password !== null)
+      return new StaticPassword(db.target.password);
+    if (user === db.target.user && c.password_command !== null) {
+      const settings = {
+        command: c.password_command,
+        ttlMs: c.password_command_ttl,
+        timeoutMs: c.password_command_timeout,
+      };
+      return this.sharedCredential(
+        `command:${JSON.stringify(settings)}`,
+        () => new CommandPassword(settings, this.credentialEvents, this.log),
+      );
+    }
+    const u = c.users.find((x) => x.name === user);
+    const file = u?.password_file;
+    if (u !== undefined && file !== undefined) {
+      return this.sharedCredential(
+        `file:${file}`,
+        () => new FilePassword(file, u.password, this.credentialEvents, this.log),
+      );
+    }
+    return new StaticPassword(u?.password ?? null);
+  }
+
+  private sharedCredential(key: string, create: () => UpstreamPassword): UpstreamPassword {
+    let credential = this.credentials.get(key);
+    if (credential === undefined) {
+      credential = create();
+      this.credentials.set(key, credential);
+    }
+    return credential;
+  }
+
+
+  /** Transaction mode: one LISTEN server per pool, opened when a client first listens. */
+  private hubFor(pool: Pool, mode: "session" | "transaction"): NotificationHub | null {
+    if (mode !== "transaction") return null;
+    let hub = this.hubs.get(pool.key);
+    if (!hub) {
+      hub = new NotificationHub(
+        () => pool.openDedicated(),
+        this.log.child({ pool: pool.key, role: "listen" }),
+        {
+          listenerLost: () => this.metrics.listenerReconnects.inc(),
+          delivered: (n) => this.metrics.notificationsDelivered.inc(n),
+        },
+        () => this.config.query_wait_timeout,
+      );
+      this.hubs.set(pool.key, hub);
+    }
+    return hub;
   }
 
   /**
@@ -365,7 +480,7 @@ export class Sidecar {
       retry = new RetryPolicy(db.retry, this.config.retry_max, this.config.retry_buffer_bytes);
       this.retryPolicies.set(pool.key, retry);
     }
-    return { pool, mode: db.pool_mode, retry };
+    return { pool, mode: db.pool_mode, retry, notifications: this.hubFor(pool, db.pool_mode) };
   }
 
   private accept(socket: net.Socket): void {
@@ -486,6 +601,7 @@ export class Sidecar {
       } else if (!this.txStarted.has(s)) this.txStarted.set(s, performance.now() - seconds * 1000);
     },
     bytes: (direction, n) => this.metrics.countBytes(direction, n),
+    notificationsDropped: (n: number) => this.metrics.notificationsDropped.inc(n),
     internalError: () => {
       this.metrics.internalErrors.client++;
     },

@@ -2,6 +2,7 @@
 // active or connecting; clients that find none wait in FIFO order up to query_wait_timeout.
 // The pool touches no client bytes: it hands out, checks, resets and retires connections.
 
+import type { UpstreamPassword } from "../auth/upstream-password.js";
 import type { PasswordWithoutTls } from "../config/schema.js";
 import { DisconnectReason, ProxyError, ServerError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -76,6 +77,16 @@ const UNEXPECTED_LOSS = new Set<DisconnectReason>([
   DisconnectReason.ServerFatal,
 ]);
 
+/** A login refused with a rotating password is tried once more after this, if no other value is there. */
+const RELOGIN_PAUSE_MS = 500;
+
+/** What one server login used: for the 28P01 retry. */
+interface LoginAttempt {
+  password: string | null;
+  /** It is the retry after a 28P01. */
+  retried: boolean;
+}
+
 const SQLSTATE_PERMANENT = new Set(["28P01", "28000", "3D000", "42501", "3F000"]);
 /** Our own login refusals that the next attempt would repeat: reported at once, not retried. */
 const PROXY_PERMANENT = new Set(["tls_verify", "password_without_tls", "scram_iterations"]);
@@ -105,8 +116,8 @@ export class Pool {
   constructor(
     readonly database: string,
     readonly user: string,
-    /** Updated by a reload (a rotated password is used by the next server login). */
-    public password: string | null,
+    /** Where new server logins get their password (replaced by a reload). */
+    public credential: UpstreamPassword,
     readonly upstream: Upstream,
     public settings: PoolSettings,
     private readonly log: Logger,
@@ -427,11 +438,12 @@ export class Pool {
     return true;
   }
 
-  private connectServer(): void {
-    const options: Omit<BackendOptions, "address"> = {
+  /** How every server of this pool is opened (its address is resolved for each). */
+  private serverOptions(): Omit<BackendOptions, "address"> {
+    return {
       target: this.upstream.target,
       user: this.user,
-      password: this.password,
+      password: this.credential.latest,
       database: this.upstream.target.database,
       connectTimeoutMs: this.settings.connectTimeoutMs,
       keepalive: this.settings.keepalive,
@@ -440,14 +452,47 @@ export class Pool {
       passwordWithoutTls: this.settings.passwordWithoutTls,
       maxScramIterations: this.settings.maxScramIterations,
     };
+  }
+
+  /**
+   * Opens a server outside the pool (the LISTEN hub's): the same target, credentials and
+   * options, not counted in pool_size and never handed to a client.
+   */
+  async openDedicated(): Promise<BackendConnection> {
+    const address = await this.upstream.resolve();
+    const conn = new BackendConnection({ ...this.serverOptions(), address });
+    await conn.connect();
+    return conn;
+  }
+
+  /**
+   * Opens one server. `retry`: the one more login after the upstream refused a rotating
+   * password (28P01), with the value to try (null: ask the source again).
+   */
+  private connectServer(retry?: { password: string | null }): void {
+    const options = this.serverOptions();
+    const credential = this.credential;
+    const attempt: LoginAttempt = { password: null, retried: retry !== undefined };
     // Reserve the slot synchronously so dispatch() does not open too many.
     this.resolving++;
-    this.upstream
-      .resolve()
+    Promise.all([
+      this.upstream.resolve().catch((err: Error) => {
+        throw new ProxyError(
+          "dns",
+          "08006",
+          `could not resolve host "${this.upstream.target.host}": ${err.message}`,
+        );
+      }),
+      retry?.password ??
+        credential.get().catch((err: Error) => {
+          throw new ProxyError("credential_unavailable", "08006", err.message);
+        }),
+    ])
       .then(
-        (address) => {
+        ([address, password]) => {
           this.resolving--;
-          const conn = new BackendConnection({ ...options, address });
+          attempt.password = password;
+          const conn = new BackendConnection({ ...options, password, address });
           this.connecting.add(conn);
           return conn.connect().then(
             () => conn,
@@ -459,17 +504,42 @@ export class Pool {
         },
         (err: Error) => {
           this.resolving--;
-          throw new ProxyError(
-            "dns",
-            "08006",
-            `could not resolve host "${this.upstream.target.host}": ${err.message}`,
-          );
+          throw err;
         },
       )
       .then(
-        (conn) => this.onServerReady(conn),
-        (err: Error) => this.onConnectFailed(err),
+        (conn) => {
+          credential.accepted(attempt.password, attempt.retried);
+          this.onServerReady(conn);
+        },
+        (err: Error) => this.onConnectFailed(err, credential, attempt),
       );
+  }
+
+  /**
+   * The upstream refused a rotating password (28P01): it may have been rotated a moment ago.
+   * The source is read again and the login tried once more, at once with a value not refused
+   * yet, else after a short pause (the file or the command may follow the ALTER ROLE a little
+   * later). Waiters keep waiting meanwhile, and the slot stays taken.
+   */
+  private retryLogin(credential: UpstreamPassword, refused: string | null, err: Error): void {
+    this.resolving++;
+    credential
+      .refused(refused)
+      .catch(() => null)
+      .then((next) => {
+        this.log.warn(
+          { pool: this.key, err: err.message, retry: next === null ? "after a pause" : "now" },
+          "server login refused (28P01); password source read again, logging in once more",
+        );
+        const go = () => {
+          this.resolving--;
+          if (this.closed) return;
+          this.connectServer({ password: next });
+        };
+        if (next !== null) go();
+        else setTimeout(go, RELOGIN_PAUSE_MS).unref?.();
+      });
   }
 
   private onServerReady(conn: BackendConnection): void {
@@ -486,9 +556,13 @@ export class Pool {
     this.dispatch();
   }
 
-  private onConnectFailed(err: Error): void {
+  private onConnectFailed(err: Error, credential: UpstreamPassword, attempt: LoginAttempt): void {
     this.events.connectFailed(this, err);
     if (this.closed) return;
+    if (err instanceof ServerError && err.sqlstate === "28P01" && credential.rotates) {
+      if (!attempt.retried) return this.retryLogin(credential, attempt.password, err);
+      credential.retryRefused();
+    }
     const permanent =
       (err instanceof ServerError && SQLSTATE_PERMANENT.has(err.sqlstate)) ||
       (err instanceof ProxyError && PROXY_PERMANENT.has(err.code));

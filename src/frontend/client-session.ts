@@ -9,7 +9,7 @@ import { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { BackendConnection, BackendListener } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
-import type { Pool, Waiter } from "../backend/pool.js";
+import type { Pool } from "../backend/pool.js";
 import {
   DisconnectReason,
   lostConnectionError,
@@ -34,6 +34,7 @@ import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from "./client-auth.js";
 import { ClientSettings } from "./client-settings.js";
 import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
+import type { NotificationHub, Subscriber } from "./notification-hub.js";
 import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-policy.js";
 import {
   detectSessionState,
@@ -61,6 +62,8 @@ export interface Route {
   pool: Pool;
   mode: "session" | "transaction";
   retry: RetryPolicy;
+  /** LISTEN/NOTIFY without pins (transaction mode); null in session mode. */
+  notifications: NotificationHub | null;
 }
 
 /** What a session needs from the proxy; read live, so a reload applies to running sessions. */
@@ -93,6 +96,8 @@ export interface SessionEvents {
   statement(session: ClientSession, kind: "hit" | "miss" | "reprepare"): void;
   unitDone(session: ClientSession, seconds: number, transactionEnded: boolean): void;
   bytes(direction: "in" | "out", n: number): void;
+  /** Notifications dropped for a client that fell too far behind (LISTEN in transaction mode). */
+  notificationsDropped?(n: number): void;
   /** A bug was caught in a socket handler of this session (pgsidecar_internal_errors_total). */
   internalError(session: ClientSession): void;
 }
@@ -102,7 +107,7 @@ const HEADER = 5;
 const AUTH_LIMIT = "the limit for authentication messages";
 let nextSessionId = 1;
 
-export class ClientSession implements FrameSink, BackendListener {
+export class ClientSession implements FrameSink, BackendListener, Subscriber {
   readonly id = nextSessionId++;
   state: SessionState = SessionState.Startup;
   readonly connectedAt = Date.now();
@@ -124,7 +129,8 @@ export class ClientSession implements FrameSink, BackendListener {
   private auth: ClientAuth | null = null;
   private loginTimer: NodeJS.Timeout | null = null;
   private protocolMinor = 0;
-  private waiter: Waiter | null = null;
+  /** A server checkout, or a LISTEN waiting for the pool's listening server. */
+  private waiter: { cancel(): void } | null = null;
 
   /** ParameterStatus values as this client last saw them (canonical server names). */
   private readonly reported = new Map<string, string>();
@@ -682,6 +688,14 @@ export class ClientSession implements FrameSink, BackendListener {
       }
       case FrontendCode.Query: {
         if (mode !== "transaction") return false;
+        const hub = this.route?.notifications;
+        if (hub && this.txStatus === TxStatus.Idle) {
+          const command = listenCommand(buf, start + HEADER, end - 1);
+          if (command !== null) {
+            this.answerListen(hub, command);
+            return true;
+          }
+        }
         const tag = this.statements.applySql(
           buf,
           start + HEADER,
@@ -869,6 +883,14 @@ export class ClientSession implements FrameSink, BackendListener {
     this.flushClient();
   }
 
+  /** LISTEN through the pool's listening server: notifications waiting for a transaction's end. */
+  private notifications: Buffer[] | null = null;
+  private droppedNotifications = 0;
+  /** UNLISTENs of the current unit, applied when it ends. */
+  private unlistenAfterUnit: Array<string | null> | null = null;
+  /** The client LISTENed through the hub (its subscriptions end with it). */
+  private subscribed = false;
+
   /** The lease's error count when the unit began (a unit's SETs stay only if it had none). */
   private errorsBefore = 0;
   /** A Sync of the unit ended inside a transaction (its SETs' fate depends on it). */
@@ -899,7 +921,10 @@ export class ClientSession implements FrameSink, BackendListener {
     switch (code) {
       case FrontendCode.Query: {
         conn.unsynced = false;
-        const tag = named ? this.manageStatements(conn, buf, start + HEADER, end - 1) : null;
+        const tag = named
+          ? (this.listenInUnit(conn, buf, start + HEADER, end - 1) ??
+            this.manageStatements(conn, buf, start + HEADER, end - 1))
+          : null;
         if (tag !== null) {
           // Answered by us in stream order; a Sync gets the server's ReadyForQuery status.
           conn.expect(FrontendCode.Execute, Action.Simulate, msg.commandComplete(tag));
@@ -1028,6 +1053,35 @@ export class ClientSession implements FrameSink, BackendListener {
     const tag = this.statements.applySql(buf, start, end, conn.txStatus === TxStatus.Idle);
     if (tag !== null && tag !== "DEALLOCATE" && conn.pins.size > 0) return null;
     return tag;
+  }
+
+  /**
+   * LISTEN / UNLISTEN inside a unit (after other statements of a pipeline): served by the pool's
+   * listening server when that needs no wait, answered in stream order; else (LISTEN of a channel
+   * nobody listens to yet) sent to the server, which pins the client as before.
+   */
+  private listenInUnit(
+    conn: BackendConnection,
+    buf: Buffer,
+    start: number,
+    end: number,
+  ): string | null {
+    const hub = this.route?.notifications;
+    if (!hub || conn.skipping || conn.txStatus !== TxStatus.Idle) return null;
+    if (conn.pins.has(PinReason.Listen)) return null; // its server listens for it already
+    const command = listenCommand(buf, start, end);
+    if (command === null) return null;
+    if ("unlisten" in command) {
+      if (!this.subscribed) return null;
+      // Applied once the unit ended (after its own NOTIFYs were delivered, see ready()).
+      this.unlistenAfterUnit ??= [];
+      this.unlistenAfterUnit.push(command.unlisten);
+      return "UNLISTEN";
+    }
+    if (!hub.isListening(command.listen)) return null;
+    this.subscribed = true;
+    hub.listen(command.listen, this, () => {});
+    return "LISTEN";
   }
 
   /** Whether a Describe/Close target ('S' or 'P', unnamed) is one we answered the Parse of. */
@@ -1159,6 +1213,7 @@ export class ClientSession implements FrameSink, BackendListener {
         // The server's statements (ours included) are gone: forget them, and the client's names.
         if ("discard" in effect) {
           conn.pins.clear();
+          if (this.subscribed) this.route?.notifications?.unlisten(null, this);
           travels ??= this.settingsTravel(conn, text);
           if (travels) this.settings.hold({ reset: "all" });
         }
@@ -1170,11 +1225,102 @@ export class ClientSession implements FrameSink, BackendListener {
   }
 
   /**
+   * LISTEN / UNLISTEN in transaction mode: the pool's listening server listens for the client,
+   * which holds no server of its own. LISTEN is answered once that server listens; the client's
+   * next messages wait meanwhile, as they would for a server.
+   */
+  private answerListen(hub: NotificationHub, command: ListenCommand): void {
+    let answered = false;
+    if ("unlisten" in command) {
+      // After a round trip to the listening server: the client's own earlier NOTIFYs arrive first.
+      hub.unlisten(command.unlisten, this, () => {
+        answered = true;
+        if (this.state === SessionState.Closed) return;
+        this.waiter = null;
+        this.writeClient(msg.commandComplete("UNLISTEN"));
+        this.afterLocalWait();
+      });
+      if (!answered) this.waiter = { cancel: () => {} };
+      return;
+    }
+    this.subscribed = true;
+    const cancel = hub.listen(command.listen, this, (err) => {
+      answered = true;
+      if (this.state === SessionState.Closed) return;
+      this.waiter = null;
+      if (err) this.reportError(err);
+      else this.writeClient(msg.commandComplete("LISTEN"));
+      this.afterLocalWait();
+    });
+    if (!answered) this.waiter = { cancel };
+  }
+
+  /** A LISTEN / UNLISTEN we answered is done: its ReadyForQuery, then what came meanwhile. */
+  private afterLocalWait(): void {
+    this.writeClient(msg.readyForQuery(this.txStatus));
+    this.flushClient();
+    if (this.unitOpen)
+      this.requestServer(); // messages that came meanwhile
+    else this.flushNotifications();
+  }
+
+  notify(frame: Buffer): void {
+    if (this.notifications === null) this.notifications = [];
+    if (this.notifications.length >= MAX_QUEUED_NOTIFICATIONS) {
+      this.droppedNotifications++;
+      return;
+    }
+    this.notifications.push(frame);
+    this.flushNotifications();
+  }
+
+  listenerLost(): void {
+    this.notify(
+      msg.noticeResponse({
+        severity: "WARNING",
+        code: "01000",
+        message:
+          "pgsidecar: the connection that LISTENs for this client was lost and replaced; notifications may have been missed",
+      }),
+    );
+  }
+
+  private applyUnlistens(): void {
+    const channels = this.unlistenAfterUnit;
+    if (channels === null) return;
+    this.unlistenAfterUnit = null;
+    for (const channel of channels) this.route?.notifications?.unlisten(channel, this, () => {});
+  }
+
+  /** Notifications reach the client between transactions, as Postgres delivers them. */
+  private flushNotifications(): void {
+    const queued = this.notifications;
+    if (queued === null || queued.length === 0) return;
+    if (this.unitOpen || this.waiter !== null || this.txStatus !== TxStatus.Idle) return;
+    if (this.state === SessionState.Closed) return;
+    this.notifications = null;
+    for (const frame of queued) this.writeClient(frame);
+    if (this.droppedNotifications > 0) {
+      this.ctx.events.notificationsDropped?.(this.droppedNotifications);
+      this.writeClient(
+        msg.noticeResponse({
+          severity: "WARNING",
+          code: "01000",
+          message: `pgsidecar: ${this.droppedNotifications} notifications were dropped: more than ${MAX_QUEUED_NOTIFICATIONS} arrived while this client was busy`,
+        }),
+      );
+      this.droppedNotifications = 0;
+    }
+    this.flushClient();
+  }
+
+  /**
    * DISCARD ALL answered without a server: settings go back to what login established, and the
    * client hears of each reported parameter that changes, as Postgres reports them.
    */
   private resetSettings(): void {
     this.settings.resetAll();
+    if (this.subscribed) this.route?.notifications?.unlisten(null, this);
     for (const [name, value] of this.reported) {
       const wanted = this.settings.get(name.toLowerCase());
       if (wanted === undefined || wanted.value === value) continue;
@@ -1334,11 +1480,13 @@ export class ClientSession implements FrameSink, BackendListener {
     }
     this.errorsBefore = conn.errors;
     this.unitSawTransaction = false;
+    this.applyUnlistens();
     if (this.route?.mode === "transaction" && status === TxStatus.Idle && conn.pins.size === 0) {
       this.releaseLease();
     } else {
       this.state = SessionState.Active;
     }
+    this.flushNotifications();
   }
 
   /** A Sync of a pipeline completed with more Syncs owed: its replies are final, send them. */
@@ -1526,6 +1674,7 @@ export class ClientSession implements FrameSink, BackendListener {
     this.lostTransaction = status === TxStatus.Failed;
     this.txStatus = status;
     if (this.replays > 0) this.ctx.events.replay(this, "gave_up");
+    this.applyUnlistens();
     this.unit = [];
     this.unitBytes = 0;
     this.unitOpen = false;
@@ -1733,6 +1882,8 @@ export class ClientSession implements FrameSink, BackendListener {
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.waiter?.cancel();
     this.waiter = null;
+    if (this.subscribed) this.route?.notifications?.unlisten(null, this);
+    this.notifications = null;
     const conn = this.lease;
     this.lease = null;
     if (conn && this.route) {
@@ -1826,6 +1977,32 @@ function renameStatements(
   const out = Buffer.concat(pieces);
   out.writeInt32BE(out.length - 1, 1);
   return out;
+}
+
+/** Notifications kept for a client while it is in a transaction; more are dropped (and counted). */
+const MAX_QUEUED_NOTIFICATIONS = 1000;
+
+type ListenCommand = { listen: string } | { unlisten: string | null };
+
+/**
+ * A Query that is exactly one LISTEN or UNLISTEN (the pool's listening server can serve it), or
+ * null. Anything else (several statements, other commands) goes to a server as usual.
+ */
+function listenCommand(buf: Buffer, start: number, end: number): ListenCommand | null {
+  let i = start;
+  while (i < end && (buf[i] === 0x20 || (buf[i] >= 0x09 && buf[i] <= 0x0d))) i++;
+  const first = buf[i] | 0x20;
+  if ((first !== 0x6c && first !== 0x75) || end - start > 256) return null; // l / u
+  const text = buf.toString("utf8", start, end);
+  const semi = text.indexOf(";");
+  if (semi >= 0 && text.slice(semi + 1).trim() !== "") return null;
+  let command: ListenCommand | null = null;
+  for (const effect of detectSessionState(buf, start, end)) {
+    if ("listen" in effect) command = command === null ? { listen: effect.listen } : null;
+    else if ("unlisten" in effect)
+      command = command === null ? { unlisten: effect.unlisten } : null;
+  }
+  return command;
 }
 
 /** ParameterDescription with no parameters, then NoData: Describe of a statement like DEALLOCATE. */

@@ -218,7 +218,6 @@ describe("the promise when a backend dies mid-conversation", () => {
 
   for (const [pin, sql] of [
     ["temp_table", "CREATE TEMP TABLE tt (v int)"],
-    ["listen", "LISTEN jobs"],
     ["sql_prepare", "PREPARE p1 AS SELECT 1"],
     ["hold_cursor", "DECLARE hc CURSOR WITH HOLD FOR SELECT 1"],
   ]) {

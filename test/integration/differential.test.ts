@@ -1111,10 +1111,18 @@ const conversations: Conversation[] = [
  * Differences from Postgres the sidecar still has, each with its reason. Startup parameters are
  * applied to pooled servers with SET, so a RESET / RESET ALL / DISCARD ALL returns the server to
  * its own default instead of the client's startup value (issue 13, "every startup parameter
- * honoured"); a second Parse of an existing statement name is accepted instead of 42P05.
+ * honoured"); a second Parse of an existing statement name is accepted instead of 42P05;
+ * notifications in transaction mode are fanned out by a LISTEN connection (HUB_ORDER).
  */
 const STARTUP_RESET = "RESET returns to the server's default, not the client's startup value";
+const HUB_ORDER =
+  "in transaction mode notifications come from the pool's LISTEN connection: after the ReadyForQuery of the statement that caused them, not before it (and an UNLISTEN pipelined behind a NOTIFY takes effect when the pipeline ends)";
 const KNOWN_DIFFERENCES = new Map<string, { modes: string[]; why: string }>([
+  ["listen: LISTEN/NOTIFY to self", { modes: ["transaction"], why: HUB_ORDER }],
+  [
+    "listen: NOTIFY inside a transaction arrives at COMMIT",
+    { modes: ["transaction"], why: HUB_ORDER },
+  ],
   ["extended: Parse of a name that exists (42P05)", { modes: ["transaction"], why: "no 42P05" }],
   [
     "prepared: DISCARD ALL by simple Query",

@@ -62,7 +62,7 @@ describe("metrics endpoint", () => {
     await c.query("BEGIN");
     await c.query("SELECT 2");
     await c.query("COMMIT");
-    await c.query("SET search_path = public");
+    await c.query("CREATE TEMP TABLE pinned_here (v int)"); // pins (a session SET no longer does)
     await expect(c.query("SELEC oops")).rejects.toThrow(/syntax/);
     const text = await scrape();
     await c.end();
@@ -104,7 +104,7 @@ describe("metrics endpoint", () => {
 
     const m = parseExposition(text);
     const app = { database: "postgres", user: "app" };
-    // SELECT 1, two named runs, BEGIN, SELECT 2, COMMIT, SET, the failed statement.
+    // SELECT 1, two named runs, BEGIN, SELECT 2, COMMIT, CREATE TEMP TABLE, the failed statement.
     expect(value(m, "pgsidecar_queries_total", app)).toBe(8);
     // Units ending outside a transaction: all but BEGIN and SELECT 2.
     expect(value(m, "pgsidecar_transactions_total", app)).toBe(6);
@@ -118,8 +118,8 @@ describe("metrics endpoint", () => {
     expect(
       value(m, "pgsidecar_server_connections_closed_total", { ...app, reason: "terminated" }),
     ).toBe(0);
-    expect(value(m, "pgsidecar_client_pins_total", { ...app, reason: "set" })).toBe(1);
-    expect(value(m, "pgsidecar_pinned_clients", { ...app, reason: "set" })).toBe(1);
+    expect(value(m, "pgsidecar_client_pins_total", { ...app, reason: "temp_table" })).toBe(1);
+    expect(value(m, "pgsidecar_pinned_clients", { ...app, reason: "temp_table" })).toBe(1);
     expect(value(m, "pgsidecar_client_connections", { ...app, state: "active" })).toBe(1);
     expect(
       value(m, "pgsidecar_prepared_statement_lookups_total", { ...app, result: "miss" }),
@@ -134,7 +134,7 @@ describe("metrics endpoint", () => {
     await new Promise((r) => setTimeout(r, 100));
     const after = parseExposition(await scrape());
     expect(value(after, "pgsidecar_client_connections", { ...app, state: "active" })).toBe(0);
-    expect(value(after, "pgsidecar_pinned_clients", { ...app, reason: "set" })).toBeUndefined();
+    expect(value(after, "pgsidecar_pinned_clients", { ...app, reason: "temp_table" })).toBeUndefined();
   });
 
   it("never puts SQL text or client addresses in a label value", async () => {

@@ -59,8 +59,9 @@ describe("pinning in transaction mode", () => {
       .map((r) => r.pins)
       .filter(Boolean)
       .sort();
-    // A session SET travels with its client (issue 13): it pins no server any more.
-    expect(pins, JSON.stringify(rows)).toEqual(["advisory_lock", "listen", "temp_table"]);
+    // A session SET travels with its client and LISTEN is served by the pool's LISTEN server
+    // (issue 13): neither pins a server any more.
+    expect(pins, JSON.stringify(rows)).toEqual(["advisory_lock", "temp_table"]);
     // The lock is held by the locker's session: another session cannot take it (pg_try_advisory_lock
     // is session-level too, so that client is pinned as well: conservative, never wrong).
     expect((await notifier.query("SELECT pg_try_advisory_lock(4242) AS ok")).rows[0].ok).toBe(
