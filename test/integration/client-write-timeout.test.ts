@@ -49,14 +49,15 @@ describe("client_write_timeout", () => {
     await good.end();
     expect(r.rows).toEqual([{ one: 1 }]);
     // 1 s of timeout, up to 1 s until the janitor looks, and the backend replaced.
-    expect(waited).toBeLessThan(5000);
+    expect(waited).toBeLessThan(8000); // without client_write_timeout: query_wait_timeout (30 s)
     stalled.socket.resume(); // to see the close behind what the kernel still holds for it
     expect(await stalled.waitClosed(5000)).toBe(true);
     stalled.destroy();
   });
 
   it("does not cut a client that reads its results slowly", async () => {
-    // A plain socket that only counts bytes (64 MB arrive): paused 600 ms, then read for 20 ms.
+    // A plain socket that only counts bytes (64 MB arrive): paused 300 ms at a time,
+    // then read a little.
     const socket = net.connect({ host: "127.0.0.1", port: proxy.port });
     await new Promise((r) => socket.once("connect", r));
     let tail = Buffer.alloc(0);
@@ -86,10 +87,12 @@ describe("client_write_timeout", () => {
     let stalls = 0;
     while (!idle() && !closed && performance.now() - t0 < 30_000) {
       socket.pause();
-      await new Promise((r) => setTimeout(r, 600));
+      await new Promise((r) => setTimeout(r, 300));
       stalls++;
       socket.resume();
-      await until(idle, 20);
+      // Read until some of it has come (the sidecar's socket drains), or for 100 ms at most.
+      const from = bytes;
+      await until(() => idle() || bytes - from > 256 * 1024, 100);
     }
     const seconds = (performance.now() - t0) / 1000;
     socket.destroy();
@@ -98,7 +101,7 @@ describe("client_write_timeout", () => {
     // Every row arrived (each DataRow is 1011 bytes), through stalls that add up to more than the
     // timeout: each ended in a drain, which restarts the clock.
     expect(bytes - loggedInBytes).toBeGreaterThan(64000 * 1011);
-    expect(stalls).toBeGreaterThanOrEqual(3);
-    expect(seconds).toBeGreaterThan(1.5);
+    expect(stalls).toBeGreaterThanOrEqual(4);
+    expect(seconds).toBeGreaterThan(1.2);
   });
 });
