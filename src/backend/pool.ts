@@ -77,14 +77,20 @@ const UNEXPECTED_LOSS = new Set<DisconnectReason>([
   DisconnectReason.ServerFatal,
 ]);
 
-/** A login refused with a rotating password is tried once more after this, if no other value is there. */
+/**
+ * A login refused with a rotating password (28P01) is tried again at most this many times: once
+ * with the other value (the source's new one, or the last accepted), and once more if an
+ * ALTER ROLE landed between the two and refused that one as well.
+ */
+const MAX_RELOGINS = 2;
+/** Before a relogin with no other value in hand: the source may follow the ALTER ROLE shortly. */
 const RELOGIN_PAUSE_MS = 500;
 
-/** What one server login used: for the 28P01 retry. */
+/** What one server login used, for relogins after a 28P01. */
 interface LoginAttempt {
   password: string | null;
-  /** It is the retry after a 28P01. */
-  retried: boolean;
+  /** Relogins so far (0: the first try). */
+  relogins: number;
 }
 
 const SQLSTATE_PERMANENT = new Set(["28P01", "28000", "3D000", "42501", "3F000"]);
@@ -181,7 +187,9 @@ export class Pool {
   private takeBack(conn: BackendConnection): boolean {
     this.active.delete(conn);
     conn.listener = null;
-    if (conn.unsynced) {
+    // Unsynced work (an implicit transaction), or an error the server still skips to Sync after:
+    // a Sync from anyone else would commit the one, and the next client's work vanishes in the other.
+    if (conn.unsynced || conn.skipping) {
       this.releaseDirty(conn);
       return false;
     }
@@ -466,13 +474,13 @@ export class Pool {
   }
 
   /**
-   * Opens one server. `retry`: the one more login after the upstream refused a rotating
-   * password (28P01), with the value to try (null: ask the source again).
+   * Opens one server. `retry`: a relogin after the upstream refused a rotating password (28P01),
+   * with the value to try (null: ask the source again).
    */
-  private connectServer(retry?: { password: string | null }): void {
+  private connectServer(retry?: { password: string | null; relogins: number }): void {
     const options = this.serverOptions();
     const credential = this.credential;
-    const attempt: LoginAttempt = { password: null, retried: retry !== undefined };
+    const attempt: LoginAttempt = { password: null, relogins: retry?.relogins ?? 0 };
     // Reserve the slot synchronously so dispatch() does not open too many.
     this.resolving++;
     Promise.all([
@@ -509,7 +517,7 @@ export class Pool {
       )
       .then(
         (conn) => {
-          credential.accepted(attempt.password, attempt.retried);
+          credential.accepted(attempt.password, attempt.relogins > 0);
           this.onServerReady(conn);
         },
         (err: Error) => this.onConnectFailed(err, credential, attempt),
@@ -518,24 +526,24 @@ export class Pool {
 
   /**
    * The upstream refused a rotating password (28P01): it may have been rotated a moment ago.
-   * The source is read again and the login tried once more, at once with a value not refused
-   * yet, else after a short pause (the file or the command may follow the ALTER ROLE a little
-   * later). Waiters keep waiting meanwhile, and the slot stays taken.
+   * The source is read again and the login tried again, at once with a value not refused yet,
+   * else after a short pause (the file or the command may follow the ALTER ROLE a little later).
+   * Waiters keep waiting meanwhile, and the slot stays taken.
    */
-  private retryLogin(credential: UpstreamPassword, refused: string | null, err: Error): void {
+  private relogin(credential: UpstreamPassword, attempt: LoginAttempt, err: Error): void {
     this.resolving++;
     credential
-      .refused(refused)
+      .refused(attempt.password)
       .catch(() => null)
       .then((next) => {
         this.log.warn(
-          { pool: this.key, err: err.message, retry: next === null ? "after a pause" : "now" },
-          "server login refused (28P01); password source read again, logging in once more",
+          { pool: this.key, err: err.message, relogin: attempt.relogins + 1, pause: next === null },
+          "server login refused (28P01); password source read again, logging in again",
         );
         const go = () => {
           this.resolving--;
           if (this.closed) return;
-          this.connectServer({ password: next });
+          this.connectServer({ password: next, relogins: attempt.relogins + 1 });
         };
         if (next !== null) go();
         else setTimeout(go, RELOGIN_PAUSE_MS).unref?.();
@@ -560,7 +568,7 @@ export class Pool {
     this.events.connectFailed(this, err);
     if (this.closed) return;
     if (err instanceof ServerError && err.sqlstate === "28P01" && credential.rotates) {
-      if (!attempt.retried) return this.retryLogin(credential, attempt.password, err);
+      if (attempt.relogins < MAX_RELOGINS) return this.relogin(credential, attempt, err);
       credential.retryRefused();
     }
     const permanent =

@@ -920,7 +920,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     let replacement: Buffer | null | undefined; // undefined: send as is; null: send nothing
     switch (code) {
       case FrontendCode.Query: {
-        conn.unsynced = false;
+        if (!conn.skipping) conn.unsynced = false; // a skipped Query ends nothing
         const tag = named
           ? (this.listenInUnit(conn, buf, start + HEADER, end - 1) ??
             this.manageStatements(conn, buf, start + HEADER, end - 1))
