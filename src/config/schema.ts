@@ -27,8 +27,11 @@ export type AuthType = (typeof AUTH_TYPES)[number];
 /** When the upstream may get a cleartext or md5 password over a connection without TLS. */
 export const PASSWORD_WITHOUT_TLS = ["refuse", "loopback", "allow"] as const;
 export type PasswordWithoutTls = (typeof PASSWORD_WITHOUT_TLS)[number];
-/** Client TLS: used when the client asks (and a certificate is set), or demanded. */
-export const CLIENT_TLS_MODES = ["allow", "require"] as const;
+/**
+ * Client TLS: never (SSLRequest answered N); when the client asks (with tls_cert_file, else an
+ * ephemeral self-signed certificate); or demanded (needs tls_cert_file).
+ */
+export const CLIENT_TLS_MODES = ["off", "allow", "require"] as const;
 export type ClientTlsMode = (typeof CLIENT_TLS_MODES)[number];
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -1127,7 +1130,7 @@ export const SETTINGS = defineSettings({
     group: "TLS",
     values: CLIENT_TLS_MODES,
     default: "allow",
-    doc: "allow: TLS when a client asks for it; require: TCP clients without TLS are refused (needs tls_cert_file).",
+    doc: "allow: TLS when a client asks for it, with tls_cert_file or else an ephemeral self-signed certificate made at start (sslmode=require works, verify-ca/verify-full need tls_cert_file); require: TCP clients without TLS are refused (needs tls_cert_file); off: no client TLS (SSLRequest answered N).",
   }),
   http_listen: hostPortOrOff({
     group: "Admin",
