@@ -12,6 +12,7 @@ import { Action } from "../backend/expected-responses.js";
 import type { Pool } from "../backend/pool.js";
 import {
   DisconnectReason,
+  decodeErrorFields,
   lostConnectionError,
   ProxyError,
   resolutionUnknownError,
@@ -32,7 +33,7 @@ import {
 import { frontendMessageError } from "../protocol/validate.js";
 import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from "./client-auth.js";
-import { ClientSettings } from "./client-settings.js";
+import { ClientSettings, setStatement } from "./client-settings.js";
 import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
 import type { NotificationHub, Subscriber } from "./notification-hub.js";
 import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-policy.js";
@@ -379,6 +380,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       });
     }
     const options = p.params.get("options");
+    this.startupSettings = [...p.params.keys()].some((k) => !LOGIN_ONLY_PARAMETERS.has(k));
     if (options) {
       for (const [key, value] of parseOptions(options))
         this.settings.set(key.toLowerCase(), { name: key, value });
@@ -470,11 +472,12 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     }
     this.route = route;
     const known = route.pool.serverParams;
-    if (known) {
+    if (known && !this.startupSettings) {
       this.finishLogin(known);
       return;
     }
-    // The first client of a pool waits for one server login to learn server_version & co.
+    // The first client of a pool waits for one server login to learn server_version & co; a
+    // client with startup settings has them tried on a server, as Postgres applies them at login.
     this.state = SessionState.LoggingIn;
     const waiter = route.pool.checkout((err, conn) => {
       this.waiter = null;
@@ -486,10 +489,52 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         this.loginFailed(err as ProxyError | ServerError);
         return;
       }
-      route.pool.release(conn);
-      this.finishLogin(route.pool.serverParams ?? conn.params);
+      this.checkStartupSettings(route, conn);
     });
     this.waiter = waiter.done ? null : waiter;
+  }
+
+  /**
+   * Runs the client's startup settings (statement_timeout, search_path, ... from its
+   * StartupMessage or `options`) on a server before login completes: a value Postgres would
+   * reject gets Postgres's FATAL, as it does at login, never a stray ERROR before a later query.
+   */
+  private checkStartupSettings(route: Route, conn: BackendConnection): void {
+    const finish = () => {
+      route.pool.release(conn);
+      this.finishLogin(route.pool.serverParams ?? conn.params);
+    };
+    const reported = new Set([...conn.params.keys()].map((k) => k.toLowerCase()));
+    const statements: Array<[string, string]> = [];
+    for (const [lc, s] of this.settings.entries()) {
+      if (!reported.has(lc)) statements.push([lc, setStatement(s.name, s.value)]);
+    }
+    if (statements.length === 0) return finish();
+    let rejected: Buffer | null = null;
+    conn.listener = {
+      forward: (buf, start, end) => {
+        if (buf[start] === 0x45 && rejected === null)
+          rejected = Buffer.from(buf.subarray(start, end));
+      },
+      forwardAsync: () => {},
+      insert: () => {},
+      chunkEnd: () => {},
+      ready: () => {
+        conn.listener = null;
+        if (this.state === SessionState.Closed) return route.pool.release(conn);
+        if (rejected === null) {
+          // The server now has them: the first unit on it needs no SET.
+          for (const [lc, statement] of statements) conn.settings.set(lc, statement);
+          return finish();
+        }
+        route.pool.release(conn); // the failed statement left nothing behind (one implicit transaction)
+        this.socket.write(asFatal(rejected));
+        this.close(DisconnectReason.LoginFailed);
+      },
+      lost: (_reason, error) => this.loginFailed(error ?? lostConnectionError(false)),
+    };
+    conn.expect(FrontendCode.Query, Action.Forward);
+    conn.write(msg.query(statements.map(([, statement]) => `${statement};`).join("")));
   }
 
   private loginFailed(err: ProxyError | ServerError): void {
@@ -529,6 +574,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       { client: this.id, user: this.user, database: this.database, pool: this.route?.pool.key },
       "client logged in",
     );
+    if (this.unitOpen) this.requestServer(); // what it pipelined behind its StartupMessage
   }
 
   private onLoginTimeout(): void {
@@ -565,6 +611,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         this.onAuthStep((this.auth as ClientAuth).respond(buf.subarray(start + HEADER, end)));
         return;
       case SessionState.LoggingIn:
+        // Sent before its login completed (pipelined): kept, and run once it has.
+        this.onRelayMessage(code, buf, start, end);
+        return;
       case SessionState.Startup:
       case SessionState.Closed:
         return;
@@ -883,6 +932,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.flushClient();
   }
 
+  /** The StartupMessage carried settings (statement_timeout, options ...): tried at login. */
+  private startupSettings = false;
   /** LISTEN through the pool's listening server: notifications waiting for a transaction's end. */
   private notifications: Buffer[] | null = null;
   private droppedNotifications = 0;
@@ -1979,6 +2030,16 @@ function renameStatements(
   return out;
 }
 
+/** Startup parameters that are not settings to try at login (the usual ones a driver sends). */
+const LOGIN_ONLY_PARAMETERS = new Set([
+  "user",
+  "database",
+  "replication",
+  "application_name",
+  "fallback_application_name",
+  "client_encoding",
+]);
+
 /** Notifications kept for a client while it is in a transaction; more are dropped (and counted). */
 const MAX_QUEUED_NOTIFICATIONS = 1000;
 
@@ -2003,6 +2064,18 @@ function listenCommand(buf: Buffer, start: number, end: number): ListenCommand |
       command = command === null ? { unlisten: effect.unlisten } : null;
   }
   return command;
+}
+
+/** A server's ErrorResponse as the FATAL Postgres sends when the same fails at login. */
+function asFatal(error: Buffer): Buffer {
+  const f = decodeErrorFields(error, 0, error.length);
+  return msg.errorResponse({
+    severity: "FATAL",
+    code: f.get("C") ?? "XX000",
+    message: f.get("M") ?? "invalid startup parameter",
+    detail: f.get("D"),
+    hint: f.get("H"),
+  });
 }
 
 /** ParameterDescription with no parameters, then NoData: Describe of a statement like DEALLOCATE. */

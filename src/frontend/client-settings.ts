@@ -54,10 +54,10 @@ export class ClientSettings {
     for (const [lc, s] of this.wanted) {
       if (s.sql === undefined && reported.has(s.name)) {
         if (conn.params.get(s.name) === s.value) continue;
-        sql += `SET ${quoteIdent(s.name)} = ${quoteLiteral(s.value)};`;
+        sql += `${setStatement(s.name, s.value)};`;
         continue;
       }
-      const statement = s.sql ?? `SET ${quoteIdent(s.name)} = ${quoteLiteral(s.value)}`;
+      const statement = s.sql ?? setStatement(s.name, s.value);
       if (conn.settings.get(lc) === statement) continue;
       conn.settings.set(lc, statement);
       sql += `${statement};`;
@@ -114,6 +114,11 @@ export class ClientSettings {
       else this.wanted.delete(lc);
     }
   }
+}
+
+/** The SET that gives a parameter a startup value (also the record of it on a server). */
+export function setStatement(name: string, value: string): string {
+  return `SET ${quoteIdent(name)} = ${quoteLiteral(value)}`;
 }
 
 export function quoteIdent(name: string): string {
