@@ -87,6 +87,8 @@ function strangerCa(dir: string): string {
 describe("client TLS with no TLS settings: an ephemeral certificate", () => {
   let cluster: PgCluster;
   let proxy: TestProxy;
+  /** The same with pool_mode: session (TLS is the session's, whatever the pool mode). */
+  let sessionProxy: TestProxy;
   let dir: string;
   let stranger: string;
   /** Postgres itself (ssl = on, its own CA) and the sidecar with no TLS settings at all. */
@@ -97,6 +99,7 @@ describe("client TLS with no TLS settings: an ephemeral certificate", () => {
     dir = mkdtempSync(join(tmpdir(), "pgsidecar-ephemeral-"));
     stranger = strangerCa(dir);
     proxy = await startProxy(cluster, { pool_size: 2 });
+    sessionProxy = await startProxy(cluster, { pool_size: 2, pool_mode: "session" });
     both = [
       { name: "postgres", port: cluster.port },
       { name: "sidecar", port: proxy.port },
@@ -104,6 +107,7 @@ describe("client TLS with no TLS settings: an ephemeral certificate", () => {
   });
   afterAll(async () => {
     await proxy?.stop();
+    await sessionProxy?.stop();
     await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -141,7 +145,7 @@ describe("client TLS with no TLS settings: an ephemeral certificate", () => {
   });
 
   it("node-postgres with ssl: { rejectUnauthorized: false } connects over TLS", async () => {
-    for (const e of both) {
+    for (const e of [...both, { name: "sidecar (session)", port: sessionProxy.port }]) {
       const config = { ...proxy.pgConfig(), port: e.port, ssl: { rejectUnauthorized: false } };
       expect({ at: e.name, r: await pgQuery(config) }).toEqual({
         at: e.name,
@@ -151,13 +155,15 @@ describe("client TLS with no TLS settings: an ephemeral certificate", () => {
   });
 
   it("node-postgres with direct TLS negotiation connects (Postgres 17's sslnegotiation=direct)", async () => {
-    // Postgres 15 here predates direct negotiation: only the sidecar is asked.
-    const r = await pgQuery({
-      ...proxy.pgConfig(),
-      ssl: { rejectUnauthorized: false },
-      sslnegotiation: "direct",
-    } as pg.ClientConfig);
-    expect(r).toEqual({ one: 1, encrypted: true });
+    // Postgres 15 here predates direct negotiation: only the sidecar is asked, in both modes.
+    for (const p of [proxy, sessionProxy]) {
+      const r = await pgQuery({
+        ...p.pgConfig(),
+        ssl: { rejectUnauthorized: false },
+        sslnegotiation: "direct",
+      } as pg.ClientConfig);
+      expect(r).toEqual({ one: 1, encrypted: true });
+    }
   });
 
   it("direct TLS by hand: ALPN postgresql, then a StartupMessage inside TLS", async () => {
