@@ -423,7 +423,6 @@ export class Sidecar {
     return credential;
   }
 
-
   /** Transaction mode: one LISTEN server per pool, opened when a client first listens. */
   private hubFor(pool: Pool, mode: "session" | "transaction"): NotificationHub | null {
     if (mode !== "transaction") return null;

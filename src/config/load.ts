@@ -239,6 +239,19 @@ function resolve(p: Record<string, unknown>, fail: Fail): Config {
       `a password method, since listen (${formatHostPort(listen)}) is not a loopback address; trust is allowed only on loopback and unix sockets`,
     );
   }
+  // One source of truth for the upstream URL's password: the URL or the command, not both.
+  if (p.password_command !== null && upstream !== null && upstream.password !== null) {
+    throw fail(
+      "password_command",
+      [],
+      "",
+      "no password_command, since the upstream URL has a password (remove one of the two)",
+      "secret",
+    );
+  }
+  if (p.password_command_timeout === 0) {
+    throw fail("password_command_timeout", [], "0", "a duration above 0");
+  }
 
   const databases: Record<string, DatabaseConfig> = {};
   let fallback: DatabaseConfig | null = null;

@@ -76,7 +76,12 @@ export interface UserConfig {
   readonly name: string;
   readonly password: string;
   readonly admin: boolean;
+  /** Where `password` was read from: re-read for new server logins when it changes. */
+  readonly password_file?: string;
 }
+
+/** password_command: a shell command line (run by /bin/sh -c), or argv (a YAML list, no shell). */
+export type PasswordCommand = string | ReadonlyArray<string>;
 
 /** A URL as written, before the fallbacks of UpstreamTarget are applied. */
 export interface UrlParts {
@@ -808,6 +813,42 @@ function parseDatabase(
   return spec;
 }
 
+/** A command line, or argv; shown in SHOW CONFIG as its program only (an argument may be a token). */
+function passwordCommand(o: {
+  group: SettingGroup;
+  doc: string;
+}): SettingSpec<PasswordCommand | null> {
+  const expected = "a command line (a string), or a list of strings (argv, run without a shell)";
+  return {
+    group: o.group,
+    type: "command | list of strings",
+    default: null,
+    doc: o.doc,
+    cli: "string",
+    parse(raw) {
+      if (raw === null || raw === undefined || raw === "") return null;
+      if (typeof raw === "string") {
+        if (raw.trim() === "") throw new InvalidValue(expected, { mask: "secret" });
+        return raw;
+      }
+      if (
+        Array.isArray(raw) &&
+        raw.length > 0 &&
+        raw.every((a) => typeof a === "string") &&
+        raw[0] !== ""
+      ) {
+        return [...raw] as string[];
+      }
+      throw new InvalidValue(expected, { mask: "secret" });
+    },
+    format(v) {
+      if (v === null) return "";
+      const argv = typeof v === "string" ? v.trim().split(/\s+/) : v;
+      return argv.length > 1 ? `${argv[0]} ...` : argv[0];
+    },
+  };
+}
+
 const USER_KEYS = ["name", "password", "password_file", "admin"] as const;
 /** Reads a mounted secret; a trailing newline (echo > file) is not part of the password. */
 function readSecretFile(raw: unknown): string {
@@ -879,7 +920,10 @@ function parseUser(raw: unknown): UserConfig {
     throw new InvalidValue("a password or a password_file", { path: ["password"] });
   }
   const admin = raw.admin === undefined ? false : at("admin", raw.admin, "none", parseBool);
-  return { name, password, admin };
+  // readSecretFile took only a non-empty string: the path, kept to read the file again later.
+  const file =
+    raw.password_file === undefined ? {} : { password_file: raw.password_file as string };
+  return { name, password, admin, ...file };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -943,6 +987,21 @@ export const SETTINGS = defineSettings({
     group: "Upstream",
     doc: "Postgres to connect to: postgres://user:password@host:port/db?sslmode=...; required unless databases is set.",
   }),
+  password_command: passwordCommand({
+    group: "Upstream",
+    doc: "Command that prints the upstream password (stdout, trimmed) for upstream URLs without one: a shell line, or a YAML list run without a shell; run again after password_command_ttl and after a 28P01.",
+  }),
+  password_command_ttl: duration({
+    group: "Upstream",
+    default: "5m",
+    zeroMeans: "run for every server login",
+    doc: "How long a password printed by password_command is used for new server logins.",
+  }),
+  password_command_timeout: duration({
+    group: "Upstream",
+    default: "10s",
+    doc: "password_command is killed after this long (a failure: the last password is kept).",
+  }),
   databases: databaseMap({
     group: "Upstream",
     doc: 'Extra logical databases: name -> {upstream, pool_size, min_pool_size, pool_mode, retry}; a missing user/password is taken from upstream; "*" serves any other name from its server (the URL\'s database is replaced by the name asked for).',
@@ -955,7 +1014,7 @@ export const SETTINGS = defineSettings({
   }),
   users: userList({
     group: "Clients",
-    doc: "Client credentials: [{name, password | password_file, admin}]; the upstream URL's user is always added.",
+    doc: "Client credentials: [{name, password | password_file, admin}]; the upstream URL's user is always added. For an upstream URL without a password, its user's password here logs in upstream too; a password_file is then re-read when it changes, for new server logins.",
   }),
   auth_type: oneOf({
     group: "Clients",

@@ -720,7 +720,7 @@ describe("databases", () => {
 });
 
 describe("users", () => {
-  it("reads password_file and drops its trailing newline", () => {
+  it("reads password_file and drops its trailing newline, keeping the path to read it again", () => {
     const secretFile = join(dir, "ops-password");
     writeFileSync(secretFile, "hunter2\n");
     const c = loadConfig({
@@ -730,7 +730,7 @@ describe("users", () => {
       ),
     });
     expect(c.users).toEqual([
-      { name: "ops", password: "hunter2", admin: true },
+      { name: "ops", password: "hunter2", admin: true, password_file: secretFile },
       { name: "app", password: "s3cr3t", admin: false },
     ]);
   });
