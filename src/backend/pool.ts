@@ -467,9 +467,14 @@ export class Pool {
    * options, not counted in pool_size and never handed to a client.
    */
   async openDedicated(): Promise<BackendConnection> {
-    const address = await this.upstream.resolve();
-    const conn = new BackendConnection({ ...this.serverOptions(), address });
+    // The password as a pool login gets it: a rotated password_file or command is followed.
+    const [address, password] = await Promise.all([
+      this.upstream.resolve(),
+      this.credential.get(),
+    ]);
+    const conn = new BackendConnection({ ...this.serverOptions(), password, address });
     await conn.connect();
+    this.credential.accepted(password, false);
     return conn;
   }
 
