@@ -1,7 +1,7 @@
 // One pgbench run against a host:port: TPS and average latency from its summary, p99 from its
 // per-transaction log (--log), and the first error when clients aborted (PgBouncer and -M prepared).
 
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../test/helpers/processes.js";
 
@@ -14,6 +14,8 @@ export interface PgbenchRun {
   database: string;
   /** pgbench -S (built-in select-only) instead of the TPC-B-like default script. */
   selectOnly: boolean;
+  /** A custom script, run with -f (written into logDir). */
+  script?: string;
   mode: QueryMode;
   clients: number;
   threads: number;
@@ -41,11 +43,12 @@ export interface PgbenchResult {
 export async function runPgbench(r: PgbenchRun): Promise<PgbenchResult> {
   rmSync(r.logDir, { recursive: true, force: true });
   mkdirSync(r.logDir, { recursive: true });
+  if (r.script) writeFileSync(join(r.logDir, "script.sql"), r.script);
   const args = [
     ...["-h", "127.0.0.1", "-p", String(r.port), "-U", r.user],
     // -n: no VACUUM before the run (it would also run through the pooler, and only once matters).
     "-n",
-    ...(r.selectOnly ? ["-S"] : []),
+    ...(r.script ? ["-f", "script.sql"] : r.selectOnly ? ["-S"] : []),
     ...["-M", r.mode, "-c", String(r.clients), "-j", String(r.threads), "-T", String(r.seconds)],
     ...["--log", `--log-prefix=${join(r.logDir, "tx")}`],
     r.database,

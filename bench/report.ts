@@ -4,6 +4,8 @@ export interface Scenario {
   id: string;
   label: string;
   selectOnly: boolean;
+  /** A custom pgbench script (instead of -S or the TPC-B-like default). */
+  script?: string;
   mode: "simple" | "extended" | "prepared";
   clients: number;
 }

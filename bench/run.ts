@@ -105,6 +105,17 @@ const SCENARIOS: Scenario[] = [
     clients: 32,
   },
   {
+    // Every client SETs search_path: before settings travelled, each SET pinned its client to a
+    // server (32 clients, 10 servers: the rest waited); now they share the pool.
+    id: "select-set-32",
+    label: "select-only with a session SET per transaction, -M simple, 32 clients",
+    selectOnly: true,
+    script:
+      "\\set aid random(1, 100000 * :scale)\nSET search_path = public;\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n",
+    mode: "simple",
+    clients: 32,
+  },
+  {
     id: "select-simple-200",
     label: "select-only, -M simple, 200 clients",
     selectOnly: true,
@@ -296,6 +307,7 @@ async function measure(
     password: c.password,
     database: "postgres",
     selectOnly: scenario.selectOnly,
+    script: scenario.script,
     mode: scenario.mode,
     clients: scenario.clients,
     threads: o.threads,

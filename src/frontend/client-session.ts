@@ -1618,8 +1618,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       error,
       statementText: (name) => this.statements.get(name)?.sql,
     };
-    if (!inTransaction && !this.unitForwarded && policy) {
-      const verdict = policy.decide(lostUnit);
+    if (!inTransaction && policy) {
+      // Part of its reply reached the client: never replayed, whatever the policy.
+      const verdict = this.unitForwarded ? "not_retryable" : policy.decide(lostUnit);
       if (verdict === "replay") {
         this.replays++;
         this.log.info(
