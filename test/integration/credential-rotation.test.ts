@@ -88,7 +88,8 @@ describe("upstream password rotation under load", () => {
       clientPassword = "app-side password";
       settings.users = [{ name: role, password: clientPassword }];
       settings.password_command = [script];
-      settings.password_command_ttl = "2s";
+      // Shorter than the window: the new password is fetched (and refused) before ALTER ROLE.
+      settings.password_command_ttl = "500ms";
     }
     const logs: string[] = [];
     const sink = new Writable({
