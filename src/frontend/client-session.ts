@@ -1579,6 +1579,10 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         in_unit: this.unitOpen,
         in_transaction: conn.txStatus !== TxStatus.Idle,
         reply_forwarded: this.unitForwarded,
+        replied: this.unitReplied,
+        reset_by_peer: conn.resetByPeer,
+        owed: conn.expected.pendingReadyForQuery(),
+        unit_bytes: this.unitBytes,
       },
       "server lost while serving client",
     );
@@ -1609,14 +1613,20 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     const unit = this.unitOverflow ? null : this.unit;
     // 8192: Postgres reads client input in 8 kB pieces (PQ_RECV_BUFFER_SIZE).
     const resetBeforeRead = conn.resetByPeer && owed === 1 && this.unitBytes <= 8192;
+    const statementText = (name: string) => this.statements.get(name)?.sql;
+    const uncommitted =
+      owed === 0 &&
+      unit !== null &&
+      !unitTexts(unit, statementText).some((t) => t === null || mayCommit(t));
     const lostUnit: LostUnit = {
       unit,
       written: conn.bytesSent > 0,
       replied: this.unitReplied,
       resetBeforeRead,
+      uncommitted,
       replays: this.replays,
       error,
-      statementText: (name) => this.statements.get(name)?.sql,
+      statementText,
     };
     if (!inTransaction && policy) {
       // Part of its reply reached the client: never replayed, whatever the policy.
@@ -1648,6 +1658,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   ): { error: ProxyError; status: number } {
     const certainlyNotRun =
       !lost.written ||
+      lost.uncommitted ||
       (!lost.replied && (lost.resetBeforeRead || refusedBeforeRunning(lost.error)));
     if (certainlyNotRun) {
       return {

@@ -25,6 +25,12 @@ export interface LostUnit {
    * message, where it would commit, was never read.
    */
   resetBeforeRead: boolean;
+  /**
+   * No Sync, Query or FunctionCall of the unit was written, and none of its statements can commit
+   * on its own (COMMIT, END, PREPARE): whatever the server ran was in an implicit transaction that
+   * died with it (a pipeline cut before its Sync, the idle-kill race).
+   */
+  uncommitted: boolean;
   /** The FATAL the server sent before closing, if any. */
   error: ServerError | null;
   /** Text of a client's named statement (for Bind/Execute of a prepared statement). */
@@ -61,6 +67,7 @@ export class RetryPolicy {
     if (lost.replays >= this.maxReplays) return "gave_up";
     if (!lost.written) return "replay";
     if (!lost.replied && lost.resetBeforeRead) return "replay";
+    if (lost.uncommitted) return "replay";
     if (!lost.replied && lost.error && NOT_RUN_WHEN_FIRST_REPLY.has(lost.error.sqlstate)) {
       return "replay";
     }
