@@ -218,7 +218,7 @@ export class Pool {
   releaseDirty(conn: BackendConnection): void {
     this.active.delete(conn);
     conn.listener = null;
-    if (conn.bad || conn.isClosed || !conn.expected.empty || conn.unsynced) {
+    if (conn.bad || conn.isClosed || !conn.expected.empty || conn.unsynced || conn.skipping) {
       if (!conn.isClosed && !conn.expected.empty) conn.cancel();
       conn.destroy(DisconnectReason.ClientGone);
       this.dispatch();
