@@ -209,9 +209,18 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   private attach(socket: net.Socket): void {
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("error", () => this.close(DisconnectReason.ClientGone));
-    socket.on("close", () => this.close(DisconnectReason.ClientGone));
-    socket.on("end", () => this.close(DisconnectReason.ClientGone));
+    socket.on("error", () => this.closeGuarded());
+    socket.on("close", () => this.closeGuarded());
+    socket.on("end", () => this.closeGuarded());
+  }
+
+  /** The client went away: close, with the same last-resort guard as onData. */
+  private closeGuarded(): void {
+    try {
+      this.close(DisconnectReason.ClientGone);
+    } catch (err) {
+      this.onInternalError(err);
+    }
   }
 
   private onData(chunk: Buffer): void {
