@@ -105,3 +105,34 @@ describe("session SET without pins (transaction mode)", () => {
     await c.end();
   });
 });
+
+describe("a server reset by the pool forgets what was set on it", () => {
+  let cluster: PgCluster;
+  let proxy: TestProxy;
+  beforeAll(async () => {
+    cluster = await startCluster();
+    await cluster.query(
+      "CREATE SCHEMA s7; CREATE TABLE s7.who (n int); INSERT INTO s7.who VALUES (7)",
+    );
+    proxy = await startProxy(cluster, { pool_size: 1 });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await cluster?.destroy();
+  });
+
+  it("after a pinned client leaves (DISCARD ALL), the next client's startup search_path is applied again", async () => {
+    const options = { ...proxy.pgConfig(), options: "-c search_path=s7" } as pg.ClientConfig;
+    const a = new pg.Client(options);
+    await a.connect();
+    expect((await a.query("SELECT n FROM who")).rows[0].n).toBe(7);
+    await a.query("CREATE TEMP TABLE pinned (v int)"); // pins: the pool resets the server with DISCARD ALL
+    await a.end();
+    await new Promise((r) => setTimeout(r, 200));
+    const b = new pg.Client(options); // the same server (pool_size 1), the same startup setting
+    await b.connect();
+    expect((await b.query("SHOW search_path")).rows[0].search_path).toBe("s7");
+    expect((await b.query("SELECT n FROM who")).rows[0].n).toBe(7);
+    await b.end();
+  });
+});
