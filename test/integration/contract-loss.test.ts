@@ -13,14 +13,7 @@ import {
 } from "../helpers/differential.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
-
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { until } from "../helpers/until.js";
 
 describe("the promise when a backend dies mid-conversation", () => {
   let cluster: PgCluster;
@@ -55,6 +48,20 @@ describe("the promise when a backend dies mid-conversation", () => {
   };
   const backendPid = async (c: pg.Client) =>
     (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p as number;
+  /** After a SIGKILLed backend, Postgres restarts every backend (crash recovery). */
+  const clusterRecovered = () =>
+    until(
+      "the cluster to recover",
+      async () => {
+        try {
+          await cluster.query("SELECT 1");
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+    );
   /** pg_terminate_backend from outside, and waits until the server process is gone. */
   const terminate = async (pid: number) => {
     await cluster.query("SELECT pg_terminate_backend($1)", [pid]);
@@ -290,18 +297,7 @@ describe("the promise when a backend dies mid-conversation", () => {
     process.kill(pid, "SIGKILL"); // no FATAL: the outcome is unknown to the proxy
     await expect(commit).rejects.toMatchObject({ code: "08007" });
     // The transaction is over either way: the connection is usable at once, outside a transaction.
-    await until(
-      "the cluster to recover",
-      async () => {
-        try {
-          await cluster.query("SELECT 1");
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      30_000,
-    );
+    await clusterRecovered();
     expect((await c.query("SELECT 3 AS n")).rows[0].n).toBe(3);
     await c.end();
   });
@@ -316,18 +312,7 @@ describe("the promise when a backend dies mid-conversation", () => {
     expect(running).toHaveLength(1);
     process.kill(running[0].pid, "SIGKILL");
     await expect(insert).rejects.toMatchObject({ code: "08007" });
-    await until(
-      "the cluster to recover",
-      async () => {
-        try {
-          await cluster.query("SELECT 1");
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      30_000,
-    );
+    await clusterRecovered();
     expect((await c.query("SELECT 4 AS n")).rows[0].n).toBe(4);
     await c.end();
   });

@@ -5,14 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { python3Psycopg } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
-
-async function until(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from "../helpers/until.js";
 
 describe("LISTEN/NOTIFY in transaction mode", () => {
   let cluster: PgCluster;

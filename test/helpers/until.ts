@@ -1,0 +1,17 @@
+// Polls a condition until it holds: the one waiting helper of the tests (bounded, never retried
+// into a pass: the caller's assertion comes after it).
+
+/** Resolves once `fn` returns true; throws naming `what` after `timeoutMs`. */
+export async function until(
+  what: string,
+  fn: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  intervalMs = 25,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
