@@ -12,7 +12,6 @@ import { Action } from "../backend/expected-responses.js";
 import type { Pool } from "../backend/pool.js";
 import {
   DisconnectReason,
-  decodeErrorFields,
   lostConnectionError,
   ProxyError,
   resolutionUnknownError,
@@ -36,6 +35,13 @@ import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from 
 import { ClientSettings, setStatement } from "./client-settings.js";
 import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
 import type { NotificationHub, Subscriber } from "./notification-hub.js";
+import {
+  abortedTransactionError,
+  asFatal,
+  errorFromServer,
+  noParameters,
+  renameStatements,
+} from "./replies.js";
 import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-policy.js";
 import {
   detectSessionState,
@@ -45,6 +51,7 @@ import {
 } from "./session-state.js";
 import { classifyStatement } from "./statement-class.js";
 import { mayCommit, transactionControl } from "./transaction-words.js";
+import { countSyncs, type ListenCommand, listenCommand, unitTexts } from "./unit-frames.js";
 
 export const SessionState = {
   Startup: "startup",
@@ -1978,79 +1985,6 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   }
 }
 
-/** Syncs, Queries and FunctionCalls in a unit: each is owed one ReadyForQuery. */
-function countSyncs(unit: Buffer[]): number {
-  let n = 0;
-  const count = (b: Buffer, from: number, to: number) => {
-    let pos = from;
-    while (pos + HEADER <= to) {
-      const c = b[pos];
-      if (c === FrontendCode.Sync || c === FrontendCode.Query || c === FrontendCode.FunctionCall)
-        n++;
-      pos += 1 + b.readInt32BE(pos + 1);
-    }
-  };
-  for (const range of unit) count(range, 0, range.length);
-  return n;
-}
-
-/**
- * The SQL text of each statement-bearing frame of a unit, in order: Query and Parse texts, and
- * the text of a named statement a Bind executes; null where the text is unknown (a statement
- * the client never prepared with us, a FunctionCall).
- */
-function unitTexts(
-  unit: readonly Buffer[],
-  statementText: (name: string) => string | undefined,
-): Array<string | null> {
-  const texts: Array<string | null> = [];
-  for (const range of unit) {
-    let pos = 0;
-    while (pos + HEADER <= range.length) {
-      const code = range[pos];
-      const end = pos + 1 + range.readInt32BE(pos + 1);
-      if (code === FrontendCode.Query) texts.push(range.toString("utf8", pos + HEADER, end - 1));
-      else if (code === FrontendCode.Parse) {
-        const nameEnd = range.indexOf(0, pos + HEADER);
-        texts.push(range.toString("utf8", nameEnd + 1, range.indexOf(0, nameEnd + 1)));
-      } else if (code === FrontendCode.Bind) {
-        const portalEnd = range.indexOf(0, pos + HEADER);
-        const stmtEnd = range.indexOf(0, portalEnd + 1);
-        if (stmtEnd > portalEnd + 1) {
-          texts.push(statementText(range.toString("utf8", portalEnd + 1, stmtEnd)) ?? null);
-        }
-      } else if (code === FrontendCode.FunctionCall) texts.push(null);
-      pos = end;
-    }
-  }
-  return texts;
-}
-
-const SERVER_NAME = /pgsc_[0-9a-f]{40}/g;
-
-/**
- * A copy of a server message with each server-side statement name replaced by the client's
- * name for it (an error must read as it would on a direct connection), its length fixed.
- */
-function renameStatements(
-  message: Buffer,
-  clientName: (server: string) => string | undefined,
-): Buffer {
-  const text = message.toString("latin1", HEADER);
-  const pieces: Buffer[] = [message.subarray(0, HEADER)];
-  let last = 0;
-  for (const m of text.matchAll(SERVER_NAME)) {
-    const name = clientName(m[0]);
-    if (name === undefined) continue;
-    pieces.push(Buffer.from(text.slice(last, m.index), "latin1"), Buffer.from(name, "utf8"));
-    last = (m.index ?? 0) + m[0].length;
-  }
-  pieces.push(Buffer.from(text.slice(last), "latin1"));
-  const out = Buffer.concat(pieces);
-  out.writeInt32BE(out.length - 1, 1);
-  return out;
-}
-
 /** Startup parameters that are not settings to try at login (the usual ones a driver sends). */
 const LOGIN_ONLY_PARAMETERS = new Set([
   "user",
@@ -2063,53 +1997,3 @@ const LOGIN_ONLY_PARAMETERS = new Set([
 
 /** Notifications kept for a client while it is in a transaction; more are dropped (and counted). */
 const MAX_QUEUED_NOTIFICATIONS = 1000;
-
-type ListenCommand = { listen: string } | { unlisten: string | null };
-
-/**
- * A Query that is exactly one LISTEN or UNLISTEN (the pool's listening server can serve it), or
- * null. Anything else (several statements, other commands) goes to a server as usual.
- */
-function listenCommand(buf: Buffer, start: number, end: number): ListenCommand | null {
-  let i = start;
-  while (i < end && (buf[i] === 0x20 || (buf[i] >= 0x09 && buf[i] <= 0x0d))) i++;
-  const first = buf[i] | 0x20;
-  if ((first !== 0x6c && first !== 0x75) || end - start > 256) return null; // l / u
-  const text = buf.toString("utf8", start, end);
-  const semi = text.indexOf(";");
-  if (semi >= 0 && text.slice(semi + 1).trim() !== "") return null;
-  let command: ListenCommand | null = null;
-  for (const effect of detectSessionState(buf, start, end)) {
-    if ("listen" in effect) command = command === null ? { listen: effect.listen } : null;
-    else if ("unlisten" in effect)
-      command = command === null ? { unlisten: effect.unlisten } : null;
-  }
-  return command;
-}
-
-/** A server's ErrorResponse as the FATAL Postgres sends when the same fails at login. */
-function asFatal(error: Buffer): Buffer {
-  const f = decodeErrorFields(error, 0, error.length);
-  return msg.errorResponse({
-    severity: "FATAL",
-    code: f.get("C") ?? "XX000",
-    message: f.get("M") ?? "invalid startup parameter",
-    detail: f.get("D"),
-    hint: f.get("H"),
-  });
-}
-
-/** ParameterDescription with no parameters, then NoData: Describe of a statement like DEALLOCATE. */
-const noParameters = Buffer.concat([Buffer.from([0x74, 0, 0, 0, 6, 0, 0]), msg.noData]);
-
-function abortedTransactionError(): ProxyError {
-  return new ProxyError(
-    "in_failed_transaction",
-    "25P02",
-    "current transaction is aborted, commands ignored until end of transaction block",
-  );
-}
-
-function errorFromServer(err: ServerError): Buffer {
-  return msg.errorResponse({ severity: "ERROR", code: err.sqlstate, message: err.message });
-}
