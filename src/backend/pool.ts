@@ -468,10 +468,7 @@ export class Pool {
    */
   async openDedicated(): Promise<BackendConnection> {
     // The password as a pool login gets it: a rotated password_file or command is followed.
-    const [address, password] = await Promise.all([
-      this.upstream.resolve(),
-      this.credential.get(),
-    ]);
+    const [address, password] = await Promise.all([this.upstream.resolve(), this.credential.get()]);
     const conn = new BackendConnection({ ...this.serverOptions(), password, address });
     await conn.connect();
     this.credential.accepted(password, false);

@@ -134,7 +134,9 @@ describe("metrics endpoint", () => {
     await new Promise((r) => setTimeout(r, 100));
     const after = parseExposition(await scrape());
     expect(value(after, "pgsidecar_client_connections", { ...app, state: "active" })).toBe(0);
-    expect(value(after, "pgsidecar_pinned_clients", { ...app, reason: "temp_table" })).toBeUndefined();
+    expect(
+      value(after, "pgsidecar_pinned_clients", { ...app, reason: "temp_table" }),
+    ).toBeUndefined();
   });
 
   it("never puts SQL text or client addresses in a label value", async () => {
