@@ -90,6 +90,8 @@ export class PoolStats {
   readonly checkoutWait = new Buckets();
   readonly querySeconds = new Buckets();
   readonly transactionSeconds = new Buckets();
+  /** Checkouts that found the pool at zero: until a server was handed out (a cold start). */
+  readonly wakeSeconds = new Buckets();
 
   constructor(
     readonly database: string,
@@ -336,6 +338,13 @@ export class Metrics {
       reg,
       pools,
       (s) => s.transactionSeconds,
+    );
+    new PoolHistogram(
+      "pgsidecar_pool_wake_seconds",
+      "Wakes of a pool that had gone to zero (pool_idle_timeout, server_idle_timeout, or its servers closed while unused): from the checkout that found no server open or opening to the server handed out, the upstream's cold start as the client saw it.",
+      reg,
+      pools,
+      (s) => s.wakeSeconds,
     );
 
     // --- gauges read from live pool state -----------------------------------------------------

@@ -343,6 +343,7 @@ export class Sidecar {
       checkQuery: c.server_check_query,
       lifetimeMs: c.server_lifetime,
       idleTimeoutMs: c.server_idle_timeout,
+      poolIdleTimeoutMs: c.pool_idle_timeout,
       resetQuery: c.server_reset_query,
       resetTimeoutMs: c.server_reset_timeout,
       keepalive: {
@@ -561,6 +562,7 @@ export class Sidecar {
       if ((err as ProxyError).code === "internal_error") this.serverInternalError(pool.key, 0, err);
     },
     checkoutWaited: (pool, seconds) => this.metrics.pool(pool).checkoutWait.observe(seconds),
+    woke: (pool, seconds) => this.metrics.pool(pool).wakeSeconds.observe(seconds),
   };
 
   /** When the open transaction of a session began (performance.now()), for multi-unit transactions. */

@@ -29,6 +29,11 @@ export interface PoolSettings {
   checkQuery: string;
   lifetimeMs: number;
   idleTimeoutMs: number;
+  /**
+   * pool_idle_timeout: a pool no client used this long closes every server, min_pool_size
+   * included, and opens none until the next checkout (0 = off).
+   */
+  poolIdleTimeoutMs: number;
   resetQuery: string;
   resetTimeoutMs: number;
   keepalive: KeepaliveSettings;
@@ -68,6 +73,8 @@ export interface PoolEvents {
   serverClosed(pool: Pool, conn: BackendConnection, reason: DisconnectReason): void;
   connectFailed(pool: Pool, err: Error): void;
   checkoutWaited(pool: Pool, seconds: number): void;
+  /** A checkout found the pool at zero (no server open or opening): the time until one was handed out. */
+  woke(pool: Pool, seconds: number): void;
 }
 
 const UNEXPECTED_LOSS = new Set<DisconnectReason>([
@@ -118,6 +125,15 @@ export class Pool {
   readonly knownStatements = new KnownStatements();
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /**
+   * Gone to zero after pool_idle_timeout without a checkout: min_pool_size is not kept and nothing
+   * is sent upstream (no check, no reconnect) until the next checkout wakes the pool.
+   */
+  asleep = false;
+  /** The last checkout or release (epoch ms): what pool_idle_timeout counts from. */
+  private lastUsedAt = Date.now();
+  /** When a checkout found the pool at zero (epoch ms), until a server is handed out. */
+  private wakeStartedAt: number | null = null;
 
   constructor(
     readonly database: string,
@@ -154,6 +170,16 @@ export class Pool {
 
   /** Asks for a server; the callback runs exactly once (unless the waiter is cancelled). */
   checkout(callback: CheckoutCallback): Waiter {
+    const now = Date.now();
+    this.lastUsedAt = now;
+    // A pool that had servers and has none now, open or opening, with nobody waiting: this client
+    // wakes it (a suspended compute starts). Measured until a server is handed out.
+    if (this.size === 0 && this.liveWaiters === 0 && this.serverParams !== null)
+      this.wakeStartedAt = now;
+    if (this.asleep) {
+      this.asleep = false;
+      this.log.info({ pool: this.key }, "pool woken by a client");
+    }
     const waiter = new Waiter(callback, () => this.liveWaiters--);
     this.liveWaiters++;
     const timeout = this.settings.queryWaitTimeoutMs;
@@ -187,6 +213,7 @@ export class Pool {
   private takeBack(conn: BackendConnection): boolean {
     this.active.delete(conn);
     conn.listener = null;
+    this.lastUsedAt = Date.now();
     // Unsynced work (an implicit transaction), or an error the server still skips to Sync after:
     // a Sync from anyone else would commit the one, and the next client's work vanishes in the other.
     if (conn.unsynced || conn.skipping) {
@@ -218,6 +245,7 @@ export class Pool {
   releaseDirty(conn: BackendConnection): void {
     this.active.delete(conn);
     conn.listener = null;
+    this.lastUsedAt = Date.now();
     if (conn.bad || conn.isClosed || !conn.expected.empty || conn.unsynced || conn.skipping) {
       if (!conn.isClosed && !conn.expected.empty) conn.cancel();
       conn.destroy(DisconnectReason.ClientGone);
@@ -231,6 +259,7 @@ export class Pool {
   discard(conn: BackendConnection, reason: DisconnectReason): void {
     this.active.delete(conn);
     conn.listener = null;
+    this.lastUsedAt = Date.now();
     conn.destroy(reason);
     this.dispatch();
   }
@@ -254,6 +283,18 @@ export class Pool {
   /** Periodic upkeep: idle timeout, lifetime, and keeping min_pool_size servers open. */
   sweep(now = Date.now()): void {
     const s = this.settings;
+    if (
+      s.poolIdleTimeoutMs > 0 &&
+      !this.asleep &&
+      this.active.size === 0 &&
+      this.liveWaiters === 0 &&
+      now - this.lastUsedAt > s.poolIdleTimeoutMs
+    ) {
+      this.fallAsleep(now);
+    } else if (this.asleep && s.poolIdleTimeoutMs === 0) {
+      // pool_idle_timeout turned off by a reload: min_pool_size applies again.
+      this.asleep = false;
+    }
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const conn = this.idle[i];
       let reason: DisconnectReason | null = null;
@@ -304,9 +345,24 @@ export class Pool {
     this.dispatch();
   }
 
+  /**
+   * pool_idle_timeout reached: every idle server is closed now, one being checked or opened when it
+   * comes back; min_pool_size is not kept, so nothing reaches the upstream until a checkout.
+   */
+  private fallAsleep(now: number): void {
+    this.asleep = true;
+    const closing = this.idle.length;
+    for (const conn of this.idle.splice(0)) conn.destroy(DisconnectReason.IdleTimeout);
+    this.log.info(
+      { pool: this.key, unused_ms: now - this.lastUsedAt, servers_closed: closing },
+      "pool unused for pool_idle_timeout: servers closed, nothing sent upstream until a client needs one",
+    );
+  }
+
   /** Returns a checked server to the idle list, keeping its idle time (server_idle_timeout). */
   private backToIdle(conn: BackendConnection): void {
     if (conn.isClosed) return this.dispatch();
+    if (this.asleep) return conn.destroy(DisconnectReason.IdleTimeout);
     conn.state = BackendState.Idle;
     if (!this.paused && this.nextWaiter() !== null) {
       this.handOut(conn);
@@ -390,7 +446,7 @@ export class Pool {
       this.paused
         ? 0
         : this.liveWaiters - this.connecting.size - this.resolving - this.maintaining.size,
-      this.settings.minPoolSize - this.size,
+      this.asleep ? 0 : this.settings.minPoolSize - this.size,
     );
     for (let i = 0; i < wanted && this.size < this.settings.poolSize; i++) {
       if (!this.openServer()) break;
@@ -406,12 +462,19 @@ export class Pool {
     conn.state = BackendState.Active;
     conn.bytesSent = 0;
     this.active.add(conn);
-    this.events.checkoutWaited(this, (Date.now() - waiter.since) / 1000);
+    const now = Date.now();
+    this.events.checkoutWaited(this, (now - waiter.since) / 1000);
+    if (this.wakeStartedAt !== null) {
+      this.events.woke(this, (now - this.wakeStartedAt) / 1000);
+      this.wakeStartedAt = null;
+    }
     waiter.callback(null, conn);
   }
 
   private toIdle(conn: BackendConnection): void {
     if (conn.isClosed) return this.dispatch();
+    // Asleep means no waiter: a server opened or reset meanwhile is not kept.
+    if (this.asleep) return conn.destroy(DisconnectReason.IdleTimeout);
     const s = this.settings;
     if (s.lifetimeMs > 0 && Date.now() - conn.createdAt > s.lifetimeMs) {
       conn.destroy(DisconnectReason.Lifetime);

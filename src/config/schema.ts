@@ -1056,6 +1056,12 @@ export const SETTINGS = defineSettings({
   pool_mode,
   pool_size,
   min_pool_size,
+  pool_idle_timeout: duration({
+    group: "Pool",
+    default: 0,
+    zeroMeans: "off",
+    doc: "A (database, user) pool no client has used this long closes all its backends, min_pool_size included, and sends nothing upstream until a client needs one (scale-to-zero computes stay asleep).",
+  }),
   query_wait_timeout: duration({
     group: "Pool",
     default: "30s",

@@ -62,8 +62,11 @@ export interface PgCluster {
   createDatabase(name: string, owner?: string): Promise<void>;
   /** pg_ctl restart -w -m mode (default fast); the port stays the same. */
   restart(mode?: "fast" | "immediate"): Promise<void>;
-  /** pg_ctl stop -w -m mode (default fast); files stay, so start() works again. */
-  stop(mode?: "fast" | "immediate"): Promise<void>;
+  /**
+   * pg_ctl stop -w -m mode (default fast); files stay, so start() works again. `smart` resolves
+   * only when the last session has ended; meanwhile new connections get 57P03.
+   */
+  stop(mode?: "smart" | "fast" | "immediate"): Promise<void>;
   start(): Promise<void>;
   /** PIDs of client backends (of `user` if given), not counting the connection that asks. */
   backendPids(user?: string): Promise<number[]>;
@@ -427,7 +430,7 @@ class Cluster implements PgCluster {
     }
   }
 
-  async stop(mode: "fast" | "immediate" = "fast"): Promise<void> {
+  async stop(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
     const r = await this.pg("pg_ctl", [
       ...["-D", this.dataDir, "-m", mode, "-w", "-t", String(START_TIMEOUT_S), "stop"],
     ]);
