@@ -27,6 +27,8 @@ export const DisconnectReason = {
   ServerFatal: "server_fatal",
   /** A pinned client's server died with state pgsidecar cannot restore: the client is closed. */
   ServerLost: "server_lost",
+  /** The server's role no longer fits target_session_attrs (a failover: writer turned reader). */
+  RoleChanged: "role_changed",
 } as const;
 export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
 

@@ -22,6 +22,7 @@ import * as msg from "../protocol/messages.js";
 import { Action, ExpectedResponses } from "./expected-responses.js";
 import { enableKeepalive, type KeepaliveSettings } from "./keepalive.js";
 import { type KnownStatements, PreparedStatementCache } from "./prepared-statements.js";
+import { roleFits, serverRole } from "./upstream.js";
 
 /** Whoever holds a backend (a client session, or the pool's own check/reset) hears its replies. */
 export interface BackendListener {
@@ -59,6 +60,8 @@ export type BackendState = (typeof BackendState)[keyof typeof BackendState];
 
 export interface BackendOptions {
   target: UpstreamTarget;
+  /** The host name dialled (of several in a multi-host upstream), for TLS server identity. */
+  hostName?: string;
   /** The address to dial this time (DNS is re-resolved by the caller for every connection). */
   address: { host: string; port: number } | { path: string };
   user: string;
@@ -128,6 +131,10 @@ export class BackendConnection implements FrameSink {
   needsReset = false;
   /** ErrorResponses received while leased (did a unit end cleanly?). */
   errors = 0;
+  /** 25006 read_only_sql_transaction errors received (a failover's refusal, if the role changed). */
+  readOnlyRefusals = 0;
+  /** The server reported a role that no longer fits target_session_attrs (it is retired). */
+  roleMismatch = false;
   /** Bytes written since the lease began (for "was anything sent" decisions). */
   bytesSent = 0;
   /** Called once when the connection is gone, whatever the cause. */
@@ -238,7 +245,8 @@ export class BackendConnection implements FrameSink {
       );
       return;
     }
-    const { sslmode, sslrootcert, host } = this.options.target;
+    const { sslmode, sslrootcert } = this.options.target;
+    const host = this.options.hostName ?? this.options.target.host;
     if (answer !== 0x53) {
       if (sslmode === "prefer") return this.sendStartup();
       this.fail(
@@ -323,6 +331,7 @@ export class BackendConnection implements FrameSink {
           return; // never forwarded: the close that follows is reported as a lost connection
         }
         this.errors++;
+        if (errorCodeIs(buf, start, end, "25006")) this.readOnlyRefusals++;
         break;
     }
 
@@ -522,7 +531,23 @@ export class BackendConnection implements FrameSink {
     const name = buf.toString("utf8", start + 5, nameEnd);
     const value = buf.toString("utf8", nameEnd + 1, end - 1);
     this.params.set(name, value);
+    if (name === "in_hot_standby" || name === "default_transaction_read_only") this.checkRole();
     l?.parameter?.(name, value, ignored);
+  }
+
+  /**
+   * A reported change of role (a writer turned read-only, a standby promoted) after login: a
+   * server that no longer fits the pool's target_session_attrs is retired, at once when idle,
+   * else when its client is done with it (or the client replays what it refused, see
+   * ClientSession.ready).
+   */
+  private checkRole(): void {
+    if (!this.loggedIn || this.roleMismatch) return;
+    if (roleFits(this.options.target.targetSessionAttrs, serverRole(this.params))) return;
+    this.roleMismatch = true;
+    this.bad = true;
+    this.closeReason ??= DisconnectReason.RoleChanged;
+    if (this.listener === null) this.destroy(DisconnectReason.RoleChanged);
   }
 
   private isFatal(buf: Buffer, start: number, end: number): boolean {

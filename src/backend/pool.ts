@@ -3,7 +3,7 @@
 // The pool touches no client bytes: it hands out, checks, resets and retires connections.
 
 import type { UpstreamPassword } from "../auth/upstream-password.js";
-import type { PasswordWithoutTls } from "../config/schema.js";
+import type { PasswordWithoutTls, TargetSessionAttrs } from "../config/schema.js";
 import { DisconnectReason, ProxyError, ServerError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { TxStatus } from "../protocol/codes.js";
@@ -17,7 +17,7 @@ import {
 import { Action } from "./expected-responses.js";
 import type { KeepaliveSettings } from "./keepalive.js";
 import { KnownStatements } from "./prepared-statements.js";
-import type { Upstream } from "./upstream.js";
+import { roleFits, serverRole, type Upstream } from "./upstream.js";
 
 export interface PoolSettings {
   poolSize: number;
@@ -542,38 +542,81 @@ export class Pool {
    * Opens one server. `retry`: a relogin after the upstream refused a rotating password (28P01),
    * with the value to try (null: ask the source again).
    */
+  /**
+   * Opens one server on the first host that answers and whose role fits target_session_attrs,
+   * as libpq tries them: in the order listed (shuffled with load_balance_hosts=random), any
+   * failure moving on to the next host; prefer-standby looks for a standby first, then takes any.
+   * DNS is resolved again for every host tried. Called with one slot reserved in `resolving`,
+   * which moves to `connecting` while a host is dialled and is released whatever happens.
+   */
+  private async openOnSomeHost(
+    options: Omit<BackendOptions, "address">,
+  ): Promise<BackendConnection> {
+    const target = this.upstream.target;
+    const passes: TargetSessionAttrs[] =
+      target.targetSessionAttrs === "prefer-standby"
+        ? ["standby", "any"]
+        : [target.targetSessionAttrs];
+    let lastError: Error | null = null;
+    for (const attrs of passes) {
+      for (const h of this.upstream.hostsInOrder()) {
+        let address: BackendOptions["address"];
+        try {
+          address = await this.upstream.resolve(h);
+        } catch (err) {
+          lastError = new ProxyError(
+            "dns",
+            "08006",
+            `could not resolve host "${h.host}": ${(err as Error).message}`,
+          );
+          continue;
+        }
+        const conn = new BackendConnection({ ...options, address, hostName: h.host });
+        this.resolving--;
+        this.connecting.add(conn);
+        try {
+          await conn.connect();
+        } catch (err) {
+          this.connecting.delete(conn);
+          this.resolving++;
+          lastError = err as Error;
+          continue;
+        }
+        if (roleFits(attrs, serverRole(conn.params))) return conn; // its slot stays in connecting
+        this.connecting.delete(conn);
+        this.resolving++;
+        conn.destroy(DisconnectReason.RoleChanged);
+        this.log.info(
+          { pool: this.key, address: conn.address, target_session_attrs: attrs },
+          "server skipped: its role does not fit target_session_attrs",
+        );
+        lastError = new ProxyError(
+          "wrong_role",
+          "08006",
+          `no server of ${formatHosts(target)} is ${target.targetSessionAttrs} (target_session_attrs)`,
+        );
+      }
+    }
+    this.resolving--;
+    throw lastError ?? new ProxyError("connect_failed", "08006", "no upstream host");
+  }
+
   private connectServer(retry?: { password: string | null; relogins: number }): void {
     const options = this.serverOptions();
     const credential = this.credential;
     const attempt: LoginAttempt = { password: null, relogins: retry?.relogins ?? 0 };
     // Reserve the slot synchronously so dispatch() does not open too many.
     this.resolving++;
-    Promise.all([
-      this.upstream.resolve().catch((err: Error) => {
-        throw new ProxyError(
-          "dns",
-          "08006",
-          `could not resolve host "${this.upstream.target.host}": ${err.message}`,
-        );
-      }),
+    Promise.resolve(
       retry?.password ??
         credential.get().catch((err: Error) => {
           throw new ProxyError("credential_unavailable", "08006", err.message);
         }),
-    ])
+    )
       .then(
-        ([address, password]) => {
-          this.resolving--;
+        (password) => {
           attempt.password = password;
-          const conn = new BackendConnection({ ...options, password, address });
-          this.connecting.add(conn);
-          return conn.connect().then(
-            () => conn,
-            (err: Error) => {
-              this.connecting.delete(conn);
-              throw err;
-            },
-          );
+          return this.openOnSomeHost({ ...options, password });
         },
         (err: Error) => {
           this.resolving--;
@@ -775,4 +818,8 @@ export class Pool {
   get key(): string {
     return `${this.database}/${this.user}`;
   }
+}
+
+function formatHosts(t: { hosts: ReadonlyArray<{ host: string; port: number }> }): string {
+  return t.hosts.map((h) => `${h.host}:${h.port}`).join(",");
 }

@@ -18,6 +18,24 @@ import {
 
 export const SSL_MODES = ["disable", "prefer", "require", "verify-ca", "verify-full"] as const;
 export type SslMode = (typeof SSL_MODES)[number];
+/** libpq's target_session_attrs: which server of several hosts a connection may use. */
+export const TARGET_SESSION_ATTRS = [
+  "any",
+  "read-write",
+  "read-only",
+  "primary",
+  "standby",
+  "prefer-standby",
+] as const;
+export type TargetSessionAttrs = (typeof TARGET_SESSION_ATTRS)[number];
+
+/** One host of an upstream (libpq's multi-host form lists several). */
+export interface UpstreamHost {
+  readonly host: string;
+  readonly port: number;
+  /** `${host}/.s.PGSQL.${port}` when host is a directory (starts with '/'), as libpq does. */
+  readonly socketPath: string | null;
+}
 export const POOL_MODES = ["session", "transaction"] as const;
 export type PoolMode = (typeof POOL_MODES)[number];
 export const RETRY_MODES = ["off", "safe", "all"] as const;
@@ -50,8 +68,13 @@ export interface ListenAddress {
 
 /** One Postgres server (or pooler) to connect to, from a libpq-style URL. */
 export interface UpstreamTarget {
+  /** The first host (hosts[0]), for display and single-host code paths. */
   readonly host: string;
   readonly port: number;
+  /** Every host, tried in order (shuffled per connection with load_balance_hosts=random). */
+  readonly hosts: ReadonlyArray<UpstreamHost>;
+  readonly targetSessionAttrs: TargetSessionAttrs;
+  readonly loadBalanceHosts: boolean;
   readonly database: string;
   readonly user: string;
   readonly password: string | null;
@@ -87,6 +110,10 @@ export type PasswordCommand = string | ReadonlyArray<string>;
 export interface UrlParts {
   readonly host: string;
   readonly port: number;
+  /** Every host:port of the URL (one for the usual form). */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  readonly targetSessionAttrs: TargetSessionAttrs;
+  readonly loadBalanceHosts: boolean;
   readonly database: string | null;
   readonly user: string | null;
   readonly password: string | null;
@@ -475,7 +502,17 @@ function hostPortOrOff(o: {
 // https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING-URIS
 // ---------------------------------------------------------------------------------------------
 
-const URL_PARAMS = ["host", "port", "user", "password", "dbname", "sslmode", "sslrootcert"];
+const URL_PARAMS = [
+  "host",
+  "port",
+  "user",
+  "password",
+  "dbname",
+  "sslmode",
+  "sslrootcert",
+  "target_session_attrs",
+  "load_balance_hosts",
+];
 
 /**
  * Masks the password of a Postgres URL (or keyword/value conninfo) for logs and errors, even when
@@ -551,20 +588,20 @@ export function parsePostgresUrl(raw: unknown): UrlParts {
   const slash = rest.indexOf("/");
   const hostspec = slash >= 0 ? rest.slice(0, slash) : rest;
   let database: string | null = slash >= 0 ? decode(rest.slice(slash + 1), "database", url) : null;
-  if (hostspec.includes(",")) throw urlError("several hosts are not supported", url);
+  // libpq's multi-host form: host1[:port1],host2[:port2],... (a missing port is 5432, or `port`).
+  let hosts: Array<{ host: string; port: number | null }> = hostspec.split(",").map((spec) => {
+    const v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(spec);
+    if (v6) return { host: v6[1], port: v6[2] !== undefined ? parsePort(v6[2], url) : null };
+    const colon = spec.indexOf(":");
+    return {
+      host: decode(colon >= 0 ? spec.slice(0, colon) : spec, "host", url),
+      port: colon >= 0 ? parsePort(spec.slice(colon + 1), url) : null,
+    };
+  });
+  let ports: number[] | null = null;
 
-  let host = "";
-  let port = 5432;
-  const v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(hostspec);
-  if (v6) {
-    host = v6[1];
-    if (v6[2] !== undefined) port = parsePort(v6[2], url);
-  } else {
-    const colon = hostspec.indexOf(":");
-    host = decode(colon >= 0 ? hostspec.slice(0, colon) : hostspec, "host", url);
-    if (colon >= 0) port = parsePort(hostspec.slice(colon + 1), url);
-  }
-
+  let targetSessionAttrs: TargetSessionAttrs = "any";
+  let loadBalanceHosts = false;
   let sslmode: SslMode = "prefer";
   let sslrootcert: string | null = null;
   for (const pair of query.split("&")) {
@@ -574,10 +611,25 @@ export function parsePostgresUrl(raw: unknown): UrlParts {
     const value = decode(eq >= 0 ? pair.slice(eq + 1) : "", "query", url);
     switch (key) {
       case "host":
-        host = value;
+        hosts = value.split(",").map((h) => ({ host: h, port: null }));
         break;
       case "port":
-        port = parsePort(value, url);
+        ports = value.split(",").map((p) => parsePort(p, url));
+        break;
+      case "target_session_attrs":
+        if (!(TARGET_SESSION_ATTRS as readonly string[]).includes(value)) {
+          throw urlError(
+            `target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(", ")}`,
+            url,
+          );
+        }
+        targetSessionAttrs = value as TargetSessionAttrs;
+        break;
+      case "load_balance_hosts":
+        if (value !== "disable" && value !== "random") {
+          throw urlError("load_balance_hosts must be disable or random", url);
+        }
+        loadBalanceHosts = value === "random";
         break;
       case "user":
         user = value;
@@ -604,11 +656,23 @@ export function parsePostgresUrl(raw: unknown): UrlParts {
         );
     }
   }
-  if (host === "") host = "localhost";
-  else if (host.startsWith("/") && host.length > 1) host = host.replace(/\/+$/, "");
+  // As libpq: one port applies to every host, else there must be one per host.
+  if (ports !== null && ports.length !== 1 && ports.length !== hosts.length) {
+    throw urlError(`${ports.length} ports for ${hosts.length} hosts`, url);
+  }
+  const list = hosts.map((h, i) => {
+    let host = h.host;
+    if (host === "") host = "localhost";
+    else if (host.startsWith("/") && host.length > 1) host = host.replace(/\/+$/, "");
+    const port = ports === null ? (h.port ?? 5432) : (ports[ports.length === 1 ? 0 : i] ?? 5432);
+    return { host, port };
+  });
   return {
-    host,
-    port,
+    host: list[0].host,
+    port: list[0].port,
+    hosts: list,
+    targetSessionAttrs,
+    loadBalanceHosts,
     database: database === "" ? null : database,
     user: user === "" ? null : user,
     password: password === "" ? null : password,
@@ -628,6 +692,13 @@ export function toTarget(
   return {
     host: parts.host,
     port: parts.port,
+    hosts: parts.hosts.map((h) => ({
+      host: h.host,
+      port: h.port,
+      socketPath: h.host.startsWith("/") ? `${h.host}/.s.PGSQL.${h.port}` : null,
+    })),
+    targetSessionAttrs: parts.targetSessionAttrs,
+    loadBalanceHosts: parts.loadBalanceHosts,
     database: parts.database ?? fallback.database ?? user,
     user,
     password,
@@ -647,9 +718,13 @@ export function formatTarget(t: UpstreamTarget): string {
     hostport = "";
     params.push(`host=${t.host}`, `port=${t.port}`);
   } else {
-    hostport = `${t.host.includes(":") ? `[${t.host}]` : enc(t.host)}:${t.port}`;
+    hostport = t.hosts
+      .map((h) => `${h.host.includes(":") ? `[${h.host}]` : enc(h.host)}:${h.port}`)
+      .join(",");
   }
   params.push(`sslmode=${t.sslmode}`);
+  if (t.targetSessionAttrs !== "any") params.push(`target_session_attrs=${t.targetSessionAttrs}`);
+  if (t.loadBalanceHosts) params.push("load_balance_hosts=random");
   if (t.sslrootcert !== null) params.push(`sslrootcert=${t.sslrootcert}`);
   return `postgres://${auth}${hostport}/${enc(t.database)}?${params.join("&")}`;
 }
@@ -985,7 +1060,7 @@ export const SETTINGS = defineSettings({
   }),
   upstream: upstreamUrl({
     group: "Upstream",
-    doc: "Postgres to connect to: postgres://user:password@host:port/db?sslmode=...; required unless databases is set.",
+    doc: "Postgres to connect to: postgres://user:password@host:port/db?sslmode=...; several hosts as host1:port1,host2:port2 with target_session_attrs (any, read-write, read-only, primary, standby, prefer-standby) and load_balance_hosts (disable, random) as in libpq; required unless databases is set.",
   }),
   password_command: passwordCommand({
     group: "Upstream",

@@ -915,6 +915,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.state = SessionState.Active;
     conn.listener = this;
     this.errorsBefore = conn.errors;
+    this.refusalsBefore = conn.readOnlyRefusals;
     if (this.clientBlocked) conn.pauseReading();
     this.corkServer(conn); // settings, injected Parses and the held unit in one write
     this.applySettings(conn);
@@ -960,6 +961,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   /** The lease's error count when the unit began (a unit's SETs stay only if it had none). */
   private errorsBefore = 0;
+  /** The lease's 25006 count when the unit began (see replayOnWriter). */
+  private refusalsBefore = 0;
   /** A Sync of the unit ended inside a transaction (its SETs' fate depends on it). */
   private unitSawTransaction = false;
 
@@ -1517,6 +1520,13 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   ready(status: number): void {
     const conn = this.lease as BackendConnection;
+    if (
+      conn.roleMismatch &&
+      conn.readOnlyRefusals > this.refusalsBefore &&
+      this.replayOnWriter(conn)
+    ) {
+      return;
+    }
     this.txStatus = status;
     this.flushOut();
     this.releaseHeld();
@@ -1546,6 +1556,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       }
     }
     this.errorsBefore = conn.errors;
+    this.refusalsBefore = conn.readOnlyRefusals;
     this.unitSawTransaction = false;
     this.applyUnlistens();
     if (this.route?.mode === "transaction" && status === TxStatus.Idle && conn.pins.size === 0) {
@@ -1554,6 +1565,31 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       this.state = SessionState.Active;
     }
     this.flushNotifications();
+  }
+
+  /**
+   * The unit got 25006 from a server that reported, before its ReadyForQuery, that it is no longer
+   * a writer (a failover): the refusal came before anything ran, and a read-only server wrote
+   * nothing, so the unit goes to the writer instead, its held replies dropped. Only a unit none
+   * of whose reply reached the client, under a retry policy, within retry_max.
+   */
+  private replayOnWriter(conn: BackendConnection): boolean {
+    const policy = this.route?.retry;
+    if (!this.holding || this.unitForwarded || this.unitOverflow || !policy) return false;
+    if (policy.mode === "off" || this.replays >= policy.maxReplays) return false;
+    this.lease = null;
+    this.unblockServer(conn);
+    this.route?.pool.discard(conn, DisconnectReason.RoleChanged);
+    this.dropHeld();
+    this.settings.dropPending();
+    this.unitSawTransaction = false;
+    this.replays++;
+    this.log.info(
+      { client: this.id, server: conn.id, attempt: this.replays },
+      "server turned read-only (25006): replaying the unit on the writer",
+    );
+    this.requestServer();
+    return true;
   }
 
   /** A Sync of a pipeline completed with more Syncs owed: its replies are final, send them. */

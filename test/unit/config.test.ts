@@ -109,6 +109,9 @@ describe("defaults", () => {
       sslmode: "prefer",
       sslrootcert: null,
       socketPath: null,
+      hosts: [{ host: "db.internal", port: 5432, socketPath: null }],
+      targetSessionAttrs: "any",
+      loadBalanceHosts: false,
     });
     expect(Object.keys(c.databases)).toEqual(["appdb"]);
     expect(c.databases.appdb).toEqual({
@@ -402,6 +405,28 @@ describe("upstream URLs", () => {
     expect(loadConfig({ env: {}, argv: { upstream: "postgres://app@db" } }).users).toEqual([]);
   });
 
+  it("parses libpq's multi-host form, target_session_attrs and load_balance_hosts", () => {
+    expect(
+      target(
+        "postgres://app:pw@h1:5433,[::1],h3/x?target_session_attrs=read-write&load_balance_hosts=random",
+      ),
+    ).toMatchObject({
+      host: "h1",
+      port: 5433,
+      hosts: [
+        { host: "h1", port: 5433 },
+        { host: "::1", port: 5432 },
+        { host: "h3", port: 5432 },
+      ],
+      targetSessionAttrs: "read-write",
+      loadBalanceHosts: true,
+    });
+    expect(target("postgres://app:pw@/x?host=h1,h2&port=6000")?.hosts).toMatchObject([
+      { host: "h1", port: 6000 },
+      { host: "h2", port: 6000 },
+    ]);
+  });
+
   it("parses IPv6 hosts and an unencoded '@' in the password", () => {
     expect(target("postgres://app:p@ss@[::1]:5433/x")).toMatchObject({
       host: "::1",
@@ -415,7 +440,15 @@ describe("upstream URLs", () => {
     ["postgres://app:s3cr3t@db:port/x", 'port "port" is not a number from 1 to 65535'],
     ["postgres://app:s3cr3t@db/x?sslmode=maybe", "sslmode must be one of"],
     ["postgres://app:s3cr3t@db/x?application_name=y", 'unsupported parameter "application_name"'],
-    ["postgres://app:s3cr3t@a,b/x", "several hosts are not supported"],
+    [
+      "postgres://app:s3cr3t@a,b/x?target_session_attrs=writer",
+      "target_session_attrs must be one of",
+    ],
+    ["postgres://app:s3cr3t@a,b,c/x?port=1,2", "2 ports for 3 hosts"],
+    [
+      "postgres://app:s3cr3t@a,b/x?load_balance_hosts=yes",
+      "load_balance_hosts must be disable or random",
+    ],
     ["postgres://:s3cr3t@db/x", "it has no user name"],
     ["postgres://app:s3%ZZcr3t@db/x", "bad percent-encoding in the password"],
   ])("rejects %s with the password masked", (url, why) => {
