@@ -4,6 +4,7 @@
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendConnection } from "../../src/backend/backend-connection.js";
+import { loopbackBackend } from "../helpers/backend-options.js";
 
 /** Bytes each accepted connection carried, by the time it closed. */
 let arrived: Promise<Buffer>[] = [];
@@ -28,28 +29,7 @@ afterAll(() => new Promise<void>((resolve) => sink.close(() => resolve())));
 
 /** A connection that has its server's key (as after BackendKeyData), never logged in here. */
 function connectionWithKey(): BackendConnection {
-  const conn = new BackendConnection({
-    target: {
-      host: "127.0.0.1",
-      port,
-      database: "app",
-      user: "app",
-      password: null,
-      sslmode: "disable",
-      sslrootcert: null,
-      socketPath: null,
-      hosts: [{ host: "127.0.0.1", port, socketPath: null }],
-      targetSessionAttrs: "any",
-      loadBalanceHosts: false,
-    },
-    address: { host: "127.0.0.1", port },
-    user: "app",
-    password: null,
-    database: "app",
-    connectTimeoutMs: 1000,
-    keepalive: { idleMs: 30_000, intervalMs: 10_000, count: 3 },
-    maxPreparedStatements: 10,
-  });
+  const conn = new BackendConnection(loopbackBackend(port, { connectTimeoutMs: 1000 }));
   conn.pid = 4242;
   conn.secret = Buffer.from([1, 2, 3, 4]);
   return conn;

@@ -11,6 +11,7 @@ import { silentLogger } from "../../src/log.js";
 import { Metrics } from "../../src/metrics.js";
 import { BackendCode } from "../../src/protocol/codes.js";
 import * as msg from "../../src/protocol/messages.js";
+import { loopbackBackend } from "../helpers/backend-options.js";
 import { errorFields, RawClient, startupPacket } from "../helpers/wire.js";
 
 const cleanups: Array<() => void> = [];
@@ -90,28 +91,7 @@ describe("a bug in a server connection's data handler", () => {
       // Any startup: log in at once.
       s.once("data", () => s.write(Buffer.concat([msg.authenticationOk, msg.readyForQueryIdle])));
     });
-    const conn = new BackendConnection({
-      target: {
-        host: "127.0.0.1",
-        port,
-        database: "app",
-        user: "app",
-        password: null,
-        sslmode: "disable",
-        sslrootcert: null,
-        socketPath: null,
-        hosts: [{ host: "127.0.0.1", port, socketPath: null }],
-        targetSessionAttrs: "any",
-        loadBalanceHosts: false,
-      },
-      address: { host: "127.0.0.1", port },
-      user: "app",
-      password: null,
-      database: "app",
-      connectTimeoutMs: 5000,
-      keepalive: { idleMs: 30_000, intervalMs: 10_000, count: 3 },
-      maxPreparedStatements: 10,
-    });
+    const conn = new BackendConnection(loopbackBackend(port));
     await conn.connect();
     const lost: string[] = [];
     const listener: BackendListener = {

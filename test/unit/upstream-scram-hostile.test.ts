@@ -12,6 +12,7 @@ import {
 import { BackendConnection } from "../../src/backend/backend-connection.js";
 import type { ProxyError } from "../../src/errors.js";
 import * as msg from "../../src/protocol/messages.js";
+import { loopbackBackend } from "../helpers/backend-options.js";
 
 const PASSWORD = "upstream secret";
 const SECRET: ScramSecret = scramSecretFromPassword(PASSWORD, 4096);
@@ -96,29 +97,7 @@ async function hostileServer(script: Script): Promise<Hostile> {
 }
 
 function connection(port: number, maxScramIterations?: number): BackendConnection {
-  return new BackendConnection({
-    target: {
-      host: "127.0.0.1",
-      port,
-      database: "app",
-      user: "app",
-      password: PASSWORD,
-      sslmode: "disable",
-      sslrootcert: null,
-      socketPath: null,
-      hosts: [{ host: "127.0.0.1", port, socketPath: null }],
-      targetSessionAttrs: "any",
-      loadBalanceHosts: false,
-    },
-    address: { host: "127.0.0.1", port },
-    user: "app",
-    password: PASSWORD,
-    database: "app",
-    connectTimeoutMs: 5000,
-    keepalive: { idleMs: 30_000, intervalMs: 10_000, count: 3 },
-    maxPreparedStatements: 10,
-    maxScramIterations,
-  });
+  return new BackendConnection(loopbackBackend(port, { password: PASSWORD, maxScramIterations }));
 }
 
 /** The login's outcome: null when it succeeded, else the error it was refused with. */
