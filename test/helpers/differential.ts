@@ -29,7 +29,7 @@ function int16(n: number): Buffer {
   return b;
 }
 
-function int32(n: number): Buffer {
+export function int32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeInt32BE(n, 0);
   return b;

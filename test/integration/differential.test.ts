@@ -22,6 +22,7 @@ import {
   firstDifference,
   flush,
   functionCall,
+  int32,
   login,
   type Mask,
   normalise,
@@ -71,12 +72,6 @@ const pbe = (sql: string, values: ParamValue[] = []): Buffer[] => [
 /** Parse + Bind + Describe portal + Execute + Sync of an unnamed statement: one step. */
 const ext = (sql: string, values: ParamValue[] = []): Step =>
   x(parse("", sql), bind("", "", values), describeMsg("P", ""), execute(), sync());
-
-function i4(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n, 0);
-  return b;
-}
 
 function i8(n: bigint): Buffer {
   const b = Buffer.alloc(8);
@@ -219,7 +214,7 @@ const conversations: Conversation[] = [
         bind(
           "",
           "",
-          [i4(41), i8(1n << 40n), "text param", Buffer.from([0, 1, 2, 255])],
+          [int32(41), i8(1n << 40n), "text param", Buffer.from([0, 1, 2, 255])],
           [1, 1, 0, 1],
           [1, 1, 0, 1],
         ),
@@ -229,7 +224,7 @@ const conversations: Conversation[] = [
       ),
       x(
         parse("", "SELECT $1::int4 AS a"),
-        bind("", "", [i4(7)], [1], [1]),
+        bind("", "", [int32(7)], [1], [1]),
         execute(),
         bind("", "", [null], [1], [0]),
         execute(),
@@ -1016,7 +1011,7 @@ const conversations: Conversation[] = [
     name: "fastpath: FunctionCall int4pl, text and binary, unknown OID",
     steps: [
       x(functionCall(INT4PL_OID, ["2", "3"])),
-      x(functionCall(INT4PL_OID, [i4(40), i4(2)], [1], 1)),
+      x(functionCall(INT4PL_OID, [int32(40), int32(2)], [1], 1)),
       x(functionCall(INT4PL_OID, [null, "1"])),
       x(functionCall(4_000_000_000, ["1"])),
       q("SELECT 'after'"),

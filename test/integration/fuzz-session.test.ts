@@ -17,7 +17,12 @@ import {
 } from "../helpers/frontend-streams.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { queryFrame, RawClient, startupPacket } from "../helpers/wire.js";
-import { httpStatus, type SidecarProcess, spawnSidecar } from "./lifecycle-process.js";
+import {
+  httpStatus,
+  type SidecarProcess,
+  sidecarMetric,
+  spawnSidecar,
+} from "./lifecycle-process.js";
 
 const STREAMS = Number(process.env.FUZZ_STREAMS ?? 10_000);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
@@ -53,17 +58,6 @@ const MARKER = Buffer.concat([
   queryFrame("ROLLBACK"),
   queryFrame("SELECT 'fuzz-done'"),
 ]);
-
-async function metric(p: SidecarProcess, name: string, labels: Record<string, string> = {}) {
-  const text = await (await fetch(`http://127.0.0.1:${p.httpPort}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
-}
 
 describe("fuzzing a live session", () => {
   let cluster: PgCluster;
@@ -199,14 +193,16 @@ describe("fuzzing a live session", () => {
     expect(backendProtocolErrors(cluster.log().slice(logMark))).toEqual([]);
     for (const reason of ["network", "crashed", "server_fatal", "protocol_error", "terminated"]) {
       expect(
-        await metric(sidecar, "pgsidecar_server_connections_closed_total", { reason }),
+        await sidecarMetric(sidecar, "pgsidecar_server_connections_closed_total", { reason }),
         reason,
       ).toBe(0);
     }
     expect(
-      await metric(sidecar, "pgsidecar_server_connections_closed_total", { user: "postgres" }),
+      await sidecarMetric(sidecar, "pgsidecar_server_connections_closed_total", {
+        user: "postgres",
+      }),
     ).toBe(0);
-    expect(await metric(sidecar, "pgsidecar_internal_errors_total")).toBe(0);
+    expect(await sidecarMetric(sidecar, "pgsidecar_internal_errors_total")).toBe(0);
     // Connections that sent only valid units get every answer (a server left skipping to Sync
     // by a client's error is never pooled as clean: Pool.takeBack).
     expect(validUnanswered, `seed ${SEED}`).toEqual([]);

@@ -9,7 +9,12 @@ import { ScramClientExchange } from "../../src/auth/scram-sha-256.js";
 import { backendProtocolErrors } from "../helpers/frontend-streams.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { errorFields, frame, RawClient, startupPacket, type WireMessage } from "../helpers/wire.js";
-import { httpStatus, type SidecarProcess, spawnSidecar } from "./lifecycle-process.js";
+import {
+  httpStatus,
+  type SidecarProcess,
+  sidecarMetric,
+  spawnSidecar,
+} from "./lifecycle-process.js";
 
 const z = (s: string) => Buffer.from(`${s}\0`);
 function i16(n: number): Buffer {
@@ -24,18 +29,6 @@ function i32(n: number): Buffer {
 }
 const sync = frame("S");
 
-/** Value of one sample in Prometheus text, 0 when absent. */
-async function metric(p: SidecarProcess, name: string, labels: Record<string, string> = {}) {
-  const text = await (await fetch(`http://127.0.0.1:${p.httpPort}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return sum;
-}
-
 /**
  * Servers that died under the sidecar (rather than being closed by it): what a malformed message
  * forwarded to a backend causes, once per replay.
@@ -43,7 +36,7 @@ async function metric(p: SidecarProcess, name: string, labels: Record<string, st
 async function serversLost(p: SidecarProcess): Promise<number> {
   let n = 0;
   for (const reason of ["network", "crashed", "server_fatal", "protocol_error", "terminated"])
-    n += await metric(p, "pgsidecar_server_connections_closed_total", { reason });
+    n += await sidecarMetric(p, "pgsidecar_server_connections_closed_total", { reason });
   return n;
 }
 
