@@ -105,6 +105,12 @@ export class NotificationHub implements BackendListener {
       if (err) this.unlisten(channel, s);
       done(err);
     };
+    if (this.retryTimer && ![...this.channels.values()].some((c) => c.waiting.length > 0)) {
+      // Nobody was waiting for the retry (earlier LISTENs gave up): this one starts afresh.
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.retryMs = RECONNECT_MIN_MS;
+    }
     ch.waiting.push(finish);
     this.sync();
     return () => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { python3Psycopg } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { startRelay } from "../helpers/relay.js";
 import { until } from "../helpers/until.js";
 
 describe("LISTEN/NOTIFY in transaction mode", () => {
@@ -105,6 +106,33 @@ describe("LISTEN/NOTIFY in transaction mode", () => {
     expect(got).toEqual(["before", "after"]);
     expect(await listener.query("SELECT 1 AS n")).toBeTruthy();
     await Promise.all([listener, notifier].map((c) => c.end()));
+  });
+
+  it("a LISTEN while no server can be reached gets 08006 after query_wait_timeout; the connection lives on", async () => {
+    const relay = await startRelay({ host: "127.0.0.1", port: cluster.port });
+    const p = await startProxy(
+      cluster,
+      { pool_size: 1, query_wait_timeout: "1s", server_login_retry: "50ms" },
+      cluster.url({ database: "postgres" }).replace(`:${cluster.port}/`, `:${relay.port}/`),
+    );
+    try {
+      const c = new pg.Client(p.pgConfig());
+      await c.connect();
+      relay.refuse(true);
+      const started = Date.now();
+      await expect(c.query("LISTEN nowhere")).rejects.toMatchObject({ code: "08006" });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+      relay.restore();
+      const got: string[] = [];
+      c.on("notification", (n) => got.push(n.payload ?? ""));
+      await c.query("LISTEN nowhere");
+      await cluster.query("NOTIFY nowhere, 'back'");
+      await until("the notification", () => got.length === 1);
+      await c.end();
+    } finally {
+      await p.stop();
+      await relay.close();
+    }
   });
 
   it("psycopg conn.notifies() receives NOTIFYs sent by another client", async () => {
