@@ -52,7 +52,7 @@ CLOSED_MARKERS = ("server closed the connection", "consuming input failed", "the
 async def main() -> None:
     stats = {"ops": 0, "failed_ops": 0, "read_errors": 0, "write_errors": 0, "closed_errors": 0,
              "errors_by_sqlstate": {}, "first_errors": [], "latencies_ms": []}
-    # [thread, checkpoint_id, checkpoint upserts sent, write pipelines sent, acknowledged]
+    # [thread, checkpoint_id, checkpoint upserts sent, write pipelines sent, acknowledged, acked at (epoch ms)]
     operations: list[list] = []
     pool = AsyncConnectionPool(
         DSN, max_size=30, min_size=2, open=False,
@@ -73,7 +73,7 @@ async def main() -> None:
 
     async def operation(thread: str, cp: int) -> None:
         started = time.monotonic()
-        op = [thread, cp, 0, 0, False]
+        op = [thread, cp, 0, 0, False, None]
         operations.append(op)
         for attempt in range(1, 4):
             during = "read"
@@ -89,6 +89,7 @@ async def main() -> None:
                         await conn.execute(UPSERT_WRITE, (thread, cp, 0, f"a{cp}"))
                         await conn.execute(UPSERT_WRITE, (thread, cp, 1, f"b{cp}"))
                 op[4] = True
+                op[5] = time.time() * 1000
                 stats["ops"] += 1
                 stats["latencies_ms"].append((time.monotonic() - started) * 1000)
                 return

@@ -28,6 +28,14 @@ export interface FaultContext {
   cluster: PgCluster;
   relay: Relay | null;
   proxy: TestProxy;
+  /** The streaming standby (ScenarioOptions.standby), else null. */
+  standby: PgCluster | null;
+  /** Where the rows are checked afterwards: a failover fault points it at the promoted standby. */
+  writer: PgCluster;
+  /** When a failover fault's promotion completed (epoch ms). */
+  promotedAt?: number;
+  /** What the fault saw, by name, for the test to check (copied to ScenarioResult.observed). */
+  observed: Record<string, number>;
 }
 
 /** A fault: starts when called, stops (and heals) when the returned function is awaited. */
@@ -55,6 +63,8 @@ export interface WorkloadResult {
   checkedWrites: number;
   /** The first lost or duplicated rows, named, for the report. */
   writeProblems: string[];
+  /** When each acknowledged operation was acknowledged (epoch ms; W1 only). */
+  ackTimes: number[];
 }
 
 export interface ScenarioResult {
@@ -64,6 +74,10 @@ export interface ScenarioResult {
   replays: Record<string, number>;
   serversClosed: Record<string, number>;
   clientErrors: Record<string, number>;
+  /** A failover's promotion (epoch ms) and the first acknowledgement after it, in ms. */
+  promotedAt?: number;
+  firstAckAfterPromotionMs?: number | null;
+  observed: Record<string, number>;
 }
 
 export interface ScenarioOptions {
@@ -75,6 +89,11 @@ export interface ScenarioOptions {
   settings?: Record<string, unknown>;
   clusterConf?: Record<string, string | number>;
   relay?: boolean;
+  /**
+   * A synchronous streaming standby beside the primary, and the sidecar's upstream names both
+   * (`primary,standby` with target_session_attrs=read-write), as in front of a managed cluster.
+   */
+  standby?: boolean;
 }
 
 const W1_SCRIPT = fileURLToPath(new URL("../clients/checkpointer_workload.py", import.meta.url));
@@ -147,6 +166,49 @@ export const faults = {
         await done;
       };
     },
+  /**
+   * A failover: after `afterMs` the primary stops (`mode`), `downMs` later the standby is promoted;
+   * with `oldPrimaryReturns`, the old primary then comes back as a standby of the new one (a
+   * read-only server at the first host of the sidecar's list). Needs ScenarioOptions.standby.
+   */
+  failover:
+    (
+      mode: "fast" | "immediate",
+      opts: { afterMs?: number; downMs?: number; oldPrimaryReturns?: boolean } = {},
+    ): Fault =>
+    (ctx) => {
+      const done = (async () => {
+        const standby = ctx.standby;
+        if (!standby) throw new Error("faults.failover needs a scenario with a standby");
+        await sleep(opts.afterMs ?? 1000);
+        await ctx.cluster.stop(mode);
+        await sleep(opts.downMs ?? 1000);
+        await standby.promote();
+        ctx.promotedAt = Date.now();
+        ctx.writer = standby;
+        if (opts.oldPrimaryReturns) {
+          await sleep(1000);
+          await ctx.cluster.startAsStandbyOf(standby);
+          const deadline = Date.now() + 30_000;
+          const streaming = "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'";
+          while ((await ctx.cluster.query(streaming)).length === 0 && Date.now() < deadline)
+            await sleep(100);
+          // The sidecar's servers on the new primary die too, so its next logins walk the host
+          // list again: the first host now answers read-only.
+          await standby.query(`SELECT pg_terminate_backend(pid) FROM (${appBackends}) a`);
+          await sleep(1500);
+          const log = ctx.cluster.log();
+          const since = log.lastIndexOf("ready to accept read-only connections");
+          ctx.observed.appLoginsOnOldPrimary = (
+            log.slice(since).match(new RegExp(`connection authorized: user=${APP_USER}\\b`, "g")) ??
+            []
+          ).length;
+        }
+      })();
+      return async () => {
+        await done;
+      };
+    },
   blackhole:
     (holdMs: number, afterMs = 1000): Fault =>
     ({ relay }) => {
@@ -188,11 +250,32 @@ export async function prepareCluster(conf?: Record<string, string | number>): Pr
   return cluster;
 }
 
+/**
+ * A standby of `primary` by pg_basebackup, made synchronous: an acknowledged commit is on both, so
+ * none is lost when the primary dies (the promoted standby does not wait for a standby itself).
+ */
+async function startSyncStandby(primary: PgCluster): Promise<PgCluster> {
+  const standby = await startCluster({ standbyOf: primary });
+  await primary.query("ALTER SYSTEM SET synchronous_standby_names = '*'");
+  await primary.query("SELECT pg_reload_conf()");
+  const deadline = Date.now() + 30_000;
+  while (
+    (await primary.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")).length ===
+    0
+  ) {
+    if (Date.now() > deadline) throw new Error(`standby not in sync after 30 s:\n${standby.log()}`);
+    await sleep(100);
+  }
+  return standby;
+}
+
 export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult> {
   const cluster = await prepareCluster(opts.clusterConf);
   let relay: Relay | null = null;
   let proxy: TestProxy | null = null;
+  let standby: PgCluster | null = null;
   try {
+    if (opts.standby) standby = await startSyncStandby(cluster);
     if (opts.workloads.includes("w3")) {
       const init = await run(
         `${pgBinDir()}/pgbench`,
@@ -215,6 +298,10 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     }
     if (opts.relay) relay = await startRelay({ host: cluster.host, port: cluster.port });
     const upstreamPort = relay ? relay.port : cluster.port;
+    const hosts = standby
+      ? `127.0.0.1:${upstreamPort},127.0.0.1:${standby.port}`
+      : `127.0.0.1:${upstreamPort}`;
+    const attrs = standby ? "?target_session_attrs=read-write" : "";
     proxy = await startProxy(
       cluster,
       {
@@ -225,7 +312,7 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
         server_login_retry_max: "1s",
         ...opts.settings,
       },
-      `postgres://${APP_USER}:${APP_PASSWORD}@127.0.0.1:${upstreamPort}/${APP_DB}`,
+      `postgres://${APP_USER}:${APP_PASSWORD}@${hosts}/${APP_DB}${attrs}`,
     );
     const url = proxy.url({ user: APP_USER, password: APP_PASSWORD, database: APP_DB });
     const seconds = opts.durationMs / 1000;
@@ -237,7 +324,8 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     }
     // Let the workloads warm up before the fault starts.
     await sleep(Math.min(1500, opts.durationMs / 4));
-    const stopFault = opts.fault({ cluster, relay, proxy });
+    const ctx: FaultContext = { cluster, relay, proxy, standby, writer: cluster, observed: {} };
+    const stopFault = opts.fault(ctx);
     const finished = await Promise.all(running);
     await stopFault();
     const result: ScenarioResult = {
@@ -251,13 +339,21 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
         "reason",
       ),
       clientErrors: await counterByLabel(proxy, "pgsidecar_client_errors_total", "sqlstate"),
+      observed: ctx.observed,
     };
     for (const [w, r] of finished) result.workloads[w] = r;
-    await checkWrites(cluster, result);
+    if (ctx.promotedAt !== undefined) {
+      const promotedAt = ctx.promotedAt;
+      result.promotedAt = promotedAt;
+      const after = result.workloads.w1?.ackTimes.filter((t) => t >= promotedAt) ?? [];
+      result.firstAckAfterPromotionMs = after.length ? Math.min(...after) - promotedAt : null;
+    }
+    await checkWrites(ctx.writer, result);
     return result;
   } finally {
     await proxy?.stop();
     await relay?.close();
+    await standby?.destroy();
     await cluster.destroy();
   }
 }
@@ -373,6 +469,7 @@ function emptyResult(): WorkloadResult {
     duplicatedWrites: 0,
     checkedWrites: 0,
     writeProblems: [],
+    ackTimes: [],
   };
 }
 
@@ -395,12 +492,13 @@ async function runW1(url: string, seconds: number): Promise<WorkloadResult> {
     p50Ms: j.p50_ms,
     p99Ms: j.p99_ms,
   };
-  // [thread, checkpoint_id, checkpoint upserts sent, write pipelines sent, acknowledged]: the
-  // checkpoint row, and the two pipelined checkpoint_writes rows (idx 0 and 1).
+  // [thread, checkpoint_id, checkpoint upserts sent, write pipelines sent, acknowledged, acked at]:
+  // the checkpoint row, and the two pipelined checkpoint_writes rows (idx 0 and 1).
   const writes: RowWrite[] = [];
-  for (const [thread, cp, cpSent, writesSent, acked] of j.operations as Array<
-    [string, number, number, number, boolean]
+  for (const [thread, cp, cpSent, writesSent, acked, ackedAt] of j.operations as Array<
+    [string, number, number, number, boolean, number | null]
   >) {
+    if (acked && ackedAt) result.ackTimes.push(ackedAt);
     writes.push({ key: rowKey("checkpoints", thread, cp), sent: cpSent, acked });
     for (const idx of [0, 1])
       writes.push({ key: rowKey("checkpoint_writes", thread, cp, idx), sent: writesSent, acked });
@@ -637,6 +735,10 @@ export function formatScenario(r: ScenarioResult): string {
   lines.push(
     `retry: ${r.retry}; replays: ${JSON.stringify(r.replays)}; servers closed: ${JSON.stringify(r.serversClosed)}; proxy-sent errors: ${JSON.stringify(r.clientErrors)}`,
   );
+  if (r.promotedAt !== undefined)
+    lines.push(
+      `first acknowledged write ${r.firstAckAfterPromotionMs ?? "never"} ms after the promotion; observed: ${JSON.stringify(r.observed)}`,
+    );
   for (const [w, x] of Object.entries(r.workloads)) {
     for (const e of x?.firstErrors ?? []) lines.push(`  ${w} error: ${e}`);
     for (const p of x?.writeProblems ?? []) lines.push(`  ${w} data: ${p}`);

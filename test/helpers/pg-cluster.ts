@@ -24,6 +24,11 @@ export interface ClusterOptions {
   conf?: Record<string, string | number>;
   /** Generate a CA and a server certificate (CN localhost, SAN localhost and 127.0.0.1); ssl=on. */
   ssl?: boolean;
+  /**
+   * A streaming standby of this cluster instead of a fresh one: `pg_basebackup -R` over the
+   * primary's socket, its own port and socket dir. `conf` does not apply (the primary's is copied).
+   */
+  standbyOf?: PgCluster;
 }
 
 export interface UrlOptions {
@@ -74,6 +79,13 @@ export interface PgCluster {
   destroy(): Promise<void>;
   /** The server log so far (for failure messages). */
   log(): string;
+  /** pg_ctl promote -w: a standby becomes a primary on a new timeline. */
+  promote(): Promise<void>;
+  /**
+   * A stopped cluster comes back as a streaming standby of `primary` (standby.signal and a
+   * primary_conninfo over its socket), as an old primary does after a failover; then started.
+   */
+  startAsStandbyOf(primary: PgCluster): Promise<void>;
 }
 
 const HOST = "127.0.0.1";
@@ -225,7 +237,8 @@ function makeCerts(dir: string): { ca: string; cert: string; key: string } {
 class Cluster implements PgCluster {
   readonly host = HOST;
   readonly superuser = SUPERUSER;
-  readonly password = randomBytes(18).toString("base64url");
+  /** A standby has its primary's roles, so its superuser's password too. */
+  readonly password: string;
   readonly baseDir: string;
   readonly socketDir: string;
   readonly dataDir: string;
@@ -239,6 +252,7 @@ class Cluster implements PgCluster {
     private readonly opts: ClusterOptions,
   ) {
     this.baseDir = baseDir;
+    this.password = opts.standbyOf?.password ?? randomBytes(18).toString("base64url");
     this.socketDir = join(baseDir, "sock");
     this.dataDir = join(baseDir, "data");
     this.logFile = join(baseDir, "server.log");
@@ -250,6 +264,7 @@ class Cluster implements PgCluster {
   }
 
   async init(): Promise<void> {
+    if (this.opts.standbyOf) return this.initStandby(this.opts.standbyOf);
     const pwfile = join(this.baseDir, "pwfile");
     writeFileSync(pwfile, `${this.password}\n`, { mode: 0o600 });
     writeFileSync(this.logFile, "");
@@ -306,6 +321,7 @@ class Cluster implements PgCluster {
       join(this.dataDir, "pg_hba.conf"),
       [
         "local all all trust",
+        "local replication all trust",
         `host all +${MD5_GROUP} 127.0.0.1/32 md5`,
         "host all all 127.0.0.1/32 scram-sha-256",
         "",
@@ -326,14 +342,58 @@ class Cluster implements PgCluster {
     }
   }
 
+  /** pg_basebackup -R from the primary's socket; then our own socket dir (the port comes later). */
+  private async initStandby(primary: PgCluster): Promise<void> {
+    mkdirSync(this.socketDir);
+    writeFileSync(this.logFile, "");
+    if (asRoot) {
+      const { uid, gid } = postgresOsUser();
+      execFileSync("chown", ["-R", `${uid}:${gid}`, this.baseDir]);
+    }
+    const r = await this.pg("pg_basebackup", [
+      ...["-D", this.dataDir, "-h", primary.socketDir, "-p", String(primary.port)],
+      ...["-U", SUPERUSER, "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"],
+    ]);
+    if (r.code !== 0)
+      throw new Error(`pg_basebackup failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    const base = join(this.dataDir, "pgsidecar-base.conf");
+    this.writeOwned(
+      base,
+      readFileSync(base, "utf8").replace(
+        /^unix_socket_directories = .*$/m,
+        `unix_socket_directories = ${quoteLiteral(this.socketDir)}`,
+      ),
+    );
+  }
+
+  /** Writes a file in the data dir, owned by the postgres OS user when we are root. */
+  private writeOwned(path: string, text: string): void {
+    writeFileSync(path, text);
+    if (asRoot) {
+      const { uid, gid } = postgresOsUser();
+      chownSync(path, uid, gid);
+    }
+  }
+
+  async promote(): Promise<void> {
+    const r = await this.pg("pg_ctl", ["-D", this.dataDir, "-w", "-t", "60", "promote"]);
+    if (r.code !== 0) throw new Error(`pg_ctl promote failed:\n${r.stdout}${r.stderr}`);
+  }
+
+  async startAsStandbyOf(primary: PgCluster): Promise<void> {
+    this.writeOwned(join(this.dataDir, "standby.signal"), "");
+    // postgresql.auto.conf is read last: only the primary_conninfo, nothing ALTER SYSTEM left.
+    this.writeOwned(
+      join(this.dataDir, "postgresql.auto.conf"),
+      `primary_conninfo = 'host=${primary.socketDir} port=${primary.port} user=${SUPERUSER}'\n`,
+    );
+    await this.start();
+  }
+
   private setPort(port: number): void {
     this.port = port;
     const p = join(this.dataDir, "pgsidecar-port.conf");
-    writeFileSync(p, `port = ${port}\n`);
-    if (asRoot) {
-      const { uid, gid } = postgresOsUser();
-      chownSync(p, uid, gid);
-    }
+    this.writeOwned(p, `port = ${port}\n`);
   }
 
   /** First start: on a free port, and once more on another if that one was taken meanwhile. */
@@ -347,7 +407,8 @@ class Cluster implements PgCluster {
         `pg_ctl start failed on port ${this.port}:\n${r.output}\n--- server log ---\n${this.log()}`,
       );
     }
-    await this.query(`CREATE ROLE ${quoteIdent(MD5_GROUP)} NOLOGIN`);
+    // A standby has the primary's roles (and cannot create any).
+    if (!this.opts.standbyOf) await this.query(`CREATE ROLE ${quoteIdent(MD5_GROUP)} NOLOGIN`);
   }
 
   private async pgCtlStart(): Promise<{ ok: boolean; output: string }> {
