@@ -187,7 +187,7 @@ def blob(n):
     return random.randbytes(n)
 
 
-async def run_task(pool, stats, deadline, think, task_no):
+async def run_task(pool, stats, deadline, think, task_no, acks):
     ns = ""
     while time.monotonic() < deadline:
         thread_id = f"thread-{random.randrange(50)}"
@@ -236,7 +236,10 @@ async def run_task(pool, stats, deadline, think, task_no):
         for name, fn in (("get_tuple", get_tuple), ("put", put), ("put_writes", put_writes)):
             if time.monotonic() >= deadline:
                 break
-            await call(pool, stats, task_no, name, fn)
+            ok = await call(pool, stats, task_no, name, fn)
+            if ok and acks and name == "put":
+                # An acknowledged checkpoint: it must be on whichever server is the primary later.
+                emit({"type": "ack", "t": time.time() * 1000, "id": checkpoint_id, "thread": thread_id})
             if think > 0:
                 await asyncio.sleep(think * random.uniform(0.5, 1.5))
 
@@ -263,6 +266,7 @@ async def main():
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--think-ms", type=float, default=20)
     ap.add_argument("--grace", type=float, default=15)
+    ap.add_argument("--acks", action="store_true", help="print each acknowledged checkpoint (id, time)")
     args = ap.parse_args()
 
     stats = Stats()
@@ -287,7 +291,7 @@ async def main():
 
     deadline = time.monotonic() + args.duration
     tasks = [
-        asyncio.create_task(run_task(pool, stats, deadline, args.think_ms / 1000, i))
+        asyncio.create_task(run_task(pool, stats, deadline, args.think_ms / 1000, i, args.acks))
         for i in range(args.concurrency)
     ]
 

@@ -17,8 +17,10 @@ import {
   type PgCluster,
   pgBinDir,
   startCluster,
+  startSyncStandby,
 } from "../test/helpers/pg-cluster.js";
 import { SCHEMA } from "./checkpointer-sql.js";
+import { type Ack, type FailoverTimeline, failover, failoverReport } from "./failover.js";
 import { httpGet, parseMetrics, type Sample, sumBy } from "./prom.js";
 import {
   type ErrorEvent,
@@ -64,6 +66,11 @@ Options:
   --compare           Afterwards, run the same workload straight to Postgres with the same faults
   --compare-duration <s>  Length of that run (default 15, at most --duration)
   --no-faults         Run the workload without injecting faults
+  --failover          Instead of those faults: a primary with a synchronous streaming standby behind
+                      pgsidecar (two hosts, target_session_attrs=read-write); at --failover-at s
+                      the primary stops, the standby is promoted, the old primary comes back as a
+                      read-only standby; acknowledged checkpoints are checked on the new primary
+  --failover-at <s>   When the failover starts (default 10)
   --log-level <l>     pgsidecar's log level (default info)
   --sidecar-log <f>   Keep pgsidecar's log in this file (default: a temp file, deleted at the end)
   -h, --help          This text
@@ -78,6 +85,7 @@ interface Options {
   compare: boolean;
   compareDurationS: number;
   faults: boolean;
+  failoverAtS: number | null;
   logLevel: string;
   sidecarLog: string | null;
 }
@@ -87,6 +95,10 @@ interface Options {
 const children = new Set<ChildProcess>();
 const tempDirs: string[] = [];
 let cluster: PgCluster | null = null;
+/** --failover: the primary's synchronous standby, promoted mid-run. */
+let standby: PgCluster | null = null;
+/** The failover's steps as they happened (--failover). */
+let failoverTimeline: FailoverTimeline | null = null;
 const stop = new AbortController();
 let interrupted: string | null = null;
 
@@ -212,6 +224,8 @@ function parseOptions(): Options {
       compare: { type: "boolean", default: false },
       "compare-duration": { type: "string", default: "15" },
       "no-faults": { type: "boolean", default: false },
+      failover: { type: "boolean", default: false },
+      "failover-at": { type: "string", default: "10" },
       "log-level": { type: "string", default: "info" },
       "sidecar-log": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
@@ -259,6 +273,9 @@ function parseOptions(): Options {
       num("compare-duration", values["compare-duration"], 5, 600),
     ),
     faults: !values["no-faults"],
+    failoverAtS: values.failover
+      ? num("failover-at", values["failover-at"], 1, durationS - 1)
+      : null,
     logLevel: values["log-level"],
     sidecarLog: values["sidecar-log"] ?? null,
   };
@@ -307,7 +324,8 @@ interface Sidecar {
   problemCount: number;
 }
 
-async function startSidecar(pgPort: number, opts: Options, logDir: string): Promise<Sidecar> {
+/** `hosts`: host:port[,host:port...] as libpq's multi-host URL has them. */
+async function startSidecar(hosts: string, opts: Options, logDir: string): Promise<Sidecar> {
   const port = await findFreePort();
   const httpPort = await findFreePort();
   const logPath = opts.sidecarLog ?? join(logDir, "pgsidecar.log");
@@ -320,7 +338,8 @@ async function startSidecar(pgPort: number, opts: Options, logDir: string): Prom
     ...["--log-level", opts.logLevel, "--log-format", "json"],
   ];
   // The password goes in through the environment, not argv (where `ps` would show it).
-  const upstream = `postgres://${APP_USER}:${APP_PASSWORD}@${HOST}:${pgPort}/${APP_DB}`;
+  const attrs = opts.failoverAtS === null ? "" : "?target_session_attrs=read-write";
+  const upstream = `postgres://${APP_USER}:${APP_PASSWORD}@${hosts}/${APP_DB}${attrs}`;
   const child = track(
     spawn(process.execPath, args, {
       cwd: ROOT,
@@ -398,12 +417,13 @@ function sidecarNumbers(samples: Sample[]): SidecarNumbers {
 
 // ---------- faults ----------
 
-type FaultKind = "kill-idle" | "kill-all" | "restart";
+type FaultKind = "kill-idle" | "kill-all" | "restart" | "failover";
 
 const FAULT_LABEL: Record<FaultKind, string> = {
   "kill-idle": `pg_terminate_backend(idle >= ${IDLE_MS} ms)`,
   "kill-all": "pg_terminate_backend(all backends)",
   restart: "pg_ctl restart -m fast",
+  failover: "primary stopped, standby promoted, old primary back as a standby",
 };
 
 interface FaultPlan {
@@ -412,6 +432,8 @@ interface FaultPlan {
   /** First restart at this second, then every restartEveryS. */
   restartAtS: number;
   restartEveryS: number;
+  /** Only a failover, at this second (--failover). */
+  failoverAtS?: number;
 }
 
 interface Fault {
@@ -423,8 +445,12 @@ interface Fault {
   error?: string;
 }
 
+/** A failover's steps go to the live line as they complete. */
+type StepListener = (what: string) => void;
+
 /** The fault due at second `k` of a run (a restart wins over a kill-all over a kill-idle). */
 function faultAt(k: number, plan: FaultPlan): FaultKind | null {
+  if (plan.failoverAtS !== undefined) return k === plan.failoverAtS ? "failover" : null;
   if (k >= plan.restartAtS && (k - plan.restartAtS) % plan.restartEveryS === 0) return "restart";
   if (k > 0 && k % plan.allEveryS === 0) return "kill-all";
   if (k > 0 && k % plan.idleEveryS === 0) return "kill-idle";
@@ -441,10 +467,13 @@ async function terminate(c: PgCluster, onlyIdle: boolean): Promise<number> {
   return rows[0]?.n ?? 0;
 }
 
-async function inject(c: PgCluster, kind: FaultKind): Promise<Fault> {
+async function inject(c: PgCluster, kind: FaultKind, step: StepListener): Promise<Fault> {
   const fault: Fault = { kind, start: Date.now(), end: 0, backends: 0 };
   try {
-    if (kind === "restart") {
+    if (kind === "failover" && standby) {
+      fault.backends = (await c.backendPids(APP_USER)).length;
+      failoverTimeline = await failover(c, standby, step);
+    } else if (kind === "restart") {
       fault.backends = (await c.backendPids(APP_USER)).length;
       await c.restart("fast");
     } else {
@@ -471,6 +500,8 @@ interface RunResult {
   exitCode: number | null;
   /** pgsidecar's /status, taken while calls were still unfinished after the end of the run. */
   statusWhileStuck: unknown;
+  /** Checkpoints the application saw acknowledged (--failover, psycopg workload). */
+  acks: Ack[];
 }
 
 function startWorkload(opts: Options, dsn: string, durationS: number): ChildProcess {
@@ -479,9 +510,11 @@ function startWorkload(opts: Options, dsn: string, durationS: number): ChildProc
     ...["--concurrency", String(opts.concurrency), "--think-ms", String(opts.thinkMs)],
     ...["--grace", String(GRACE_S)],
   ];
+  // With a failover, the psycopg workload names each acknowledged checkpoint, to look for later.
+  const acks = opts.failoverAtS === null ? [] : ["--acks"];
   const [cmd, args] =
     opts.workload === "psycopg"
-      ? [SYSTEM_PYTHON, ["-u", PY_WORKLOAD, ...common]]
+      ? [SYSTEM_PYTHON, ["-u", PY_WORKLOAD, ...common, ...acks]]
       : [process.execPath, [NODE_WORKLOAD, ...common]];
   return track(spawn(cmd, args, { cwd: ROOT, env: cleanEnv(), stdio: ["ignore", "pipe", "pipe"] }));
 }
@@ -507,6 +540,7 @@ async function runWorkload(
     stderr: "",
     exitCode: null,
     statusWhileStuck: null,
+    acks: [],
   };
   // Written by the line reader; an object so that TypeScript does not narrow it to null.
   const latest: { progress: ProgressEvent | null } = { progress: null };
@@ -524,6 +558,7 @@ async function runWorkload(
     else if (ev.type === "done") result.final = ev;
     else if (ev.type === "error") result.errors.push(ev);
     else if (ev.type === "pool_warning") result.poolWarnings.push(ev);
+    else if (ev.type === "ack") result.acks.push(ev);
   });
   (child.stderr as NodeJS.ReadableStream).on("data", (b: Buffer) => {
     if (result.stderr.length < 20_000) result.stderr += b.toString("utf8");
@@ -565,13 +600,15 @@ async function runWorkload(
     }
     const kind = plan && k < durationS ? faultAt(k, plan) : null;
     if (kind && busy === null) {
-      busy = inject(c, kind).then((f) => {
+      const step = (what: string) => {
+        lastFault = lastFault ? `${lastFault}; ${what}` : what;
+      };
+      busy = inject(c, kind, step).then((f) => {
         result.faults.push(f);
-        lastFault = f.error
-          ? `${f.kind} failed: ${f.error}`
-          : f.kind === "restart"
-            ? `restart (${((f.end - f.start) / 1000).toFixed(1)} s)`
-            : `${f.kind}: ${f.backends} backend${f.backends === 1 ? "" : "s"}`;
+        if (f.error) step(`${f.kind} failed: ${f.error}`);
+        else if (f.kind === "restart") step(`restart (${((f.end - f.start) / 1000).toFixed(1)} s)`);
+        else if (f.kind !== "failover")
+          step(`${f.kind}: ${f.backends} backend${f.backends === 1 ? "" : "s"}`);
         busy = null;
       });
     } else if (kind) {
@@ -786,9 +823,17 @@ async function main(): Promise<void> {
   }, budgetMs);
   budget.unref();
 
-  const plan: FaultPlan | null = opts.faults
-    ? { idleEveryS: 3, allEveryS: 7, restartAtS: 10, restartEveryS: 20 }
-    : null;
+  const failoverAtS = opts.failoverAtS;
+  const plan: FaultPlan | null =
+    failoverAtS !== null
+      ? { idleEveryS: 0, allEveryS: 0, restartAtS: 0, restartEveryS: 0, failoverAtS }
+      : opts.faults
+        ? { idleEveryS: 3, allEveryS: 7, restartAtS: 10, restartEveryS: 20 }
+        : null;
+  if (failoverAtS !== null && opts.compare) {
+    note("--compare is skipped with --failover (the failover changes which server is the primary)");
+    opts.compare = false;
+  }
   const tmp = mkdtempSync(join(tmpdir(), "pgsidecar-demo-"));
   tempDirs.push(tmp);
   let sc: Sidecar | null = null;
@@ -800,7 +845,10 @@ async function main(): Promise<void> {
         : "node-postgres pg.Pool(max=30), named prepared statements";
     process.stdout.write("pgsidecar demo\n");
     process.stdout.write("  starting a throwaway PostgreSQL cluster (SCRAM)...\n");
-    cluster = await startCluster();
+    // A failover must not lose acknowledged commits: they wait for the synchronous standby.
+    cluster = await startCluster(
+      failoverAtS === null ? {} : { conf: { synchronous_commit: "on" } },
+    );
     await cluster.createUser(APP_USER, APP_PASSWORD);
     await cluster.createDatabase(APP_DB, APP_USER);
     const setup = new pg.Client({
@@ -814,7 +862,13 @@ async function main(): Promise<void> {
     await setup.query(SCHEMA);
     await setup.end();
 
-    sc = await startSidecar(cluster.port, opts, tmp);
+    let hosts = `${HOST}:${cluster.port}`;
+    if (failoverAtS !== null) {
+      process.stdout.write("  starting its synchronous streaming standby (pg_basebackup -R)...\n");
+      standby = await startSyncStandby(cluster);
+      hosts += `,${HOST}:${standby.port}`;
+    }
+    sc = await startSidecar(hosts, opts, tmp);
     const viaSidecar = `postgresql://${APP_USER}:${APP_PASSWORD}@${HOST}:${sc.port}/${APP_DB}`;
     const row = (k: string, v: string) => process.stdout.write(`  ${padEnd(k, 11)}${v}\n`);
     row(
@@ -831,7 +885,17 @@ async function main(): Promise<void> {
       `${opts.concurrency} tasks, each a loop of graph-run calls: get_tuple (SELECT), put (pipelined upserts), put_writes (upserts); a failed call is retried up to ${MAX_RETRIES} times, as LangGraph retries a run`,
     );
     row("connects to", viaSidecar.replace(APP_PASSWORD, "****"));
-    if (plan)
+    if (standby)
+      row(
+        "standby",
+        `${HOST}:${standby.port}, synchronous streaming standby; pgsidecar's upstream: ${hosts} with target_session_attrs=read-write`,
+      );
+    if (plan?.failoverAtS !== undefined)
+      row(
+        "fault",
+        `at ${plan.failoverAtS} s the primary stops (pg_ctl stop -m fast), 2 s later the standby is promoted, 3 s after that the old primary comes back as a read-only standby of the new one`,
+      );
+    else if (plan)
       row(
         "faults",
         `every ${plan.idleEveryS} s pg_terminate_backend() of the backends idle for ${IDLE_MS} ms or more, every ${plan.allEveryS} s of all of them (busy ones too), at ${plan.restartAtS} s and then every ${plan.restartEveryS} s pg_ctl restart -m fast`,
@@ -882,6 +946,14 @@ async function main(): Promise<void> {
 
     process.stdout.write(`\n================ Summary ================\n`);
     for (const { r, sc: s } of results) printRun(r, s);
+    if (failoverTimeline && standby) {
+      const lines = await failoverReport(failoverTimeline, main.acks, standby, {
+        user: APP_USER,
+        password: APP_PASSWORD,
+        database: APP_DB,
+      }).catch((e: Error) => [`could not check the new primary: ${e.message}`]);
+      process.stdout.write(`\n  failover:\n${indent(lines.join("\n"))}\n`);
+    }
     if (pools) process.stdout.write(`\n  admin console, SHOW POOLS:\n${indent(pools)}\n`);
     if (sc.problemCount > 0) {
       process.stdout.write(
@@ -902,6 +974,7 @@ async function main(): Promise<void> {
   } finally {
     clearTimeout(budget);
     for (const c of [...children]) await stopChild(c, 3000);
+    await standby?.destroy();
     await cluster?.destroy();
     for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
   }

@@ -57,7 +57,15 @@ export interface ReadyEvent {
   t: number;
 }
 
-export type WorkloadEvent = ProgressEvent | ErrorEvent | PoolWarningEvent | ReadyEvent;
+/** An acknowledged checkpoint (checkpointer_workload.py --acks). */
+export interface AckEvent {
+  type: "ack";
+  t: number;
+  id: string;
+  thread: string;
+}
+
+export type WorkloadEvent = ProgressEvent | ErrorEvent | PoolWarningEvent | ReadyEvent | AckEvent;
 
 /** Most retries of one failed call, as LangGraph retries a failed run. */
 export const MAX_RETRIES = 3;

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { type PgCluster, pgBinDir, startCluster } from "./pg-cluster.js";
+import { type PgCluster, pgBinDir, startCluster, startSyncStandby } from "./pg-cluster.js";
 import { run, SYSTEM_PYTHON } from "./processes.js";
 import { startProxy, type TestProxy } from "./proxy.js";
 import { type Relay, startRelay } from "./relay.js";
@@ -248,25 +248,6 @@ export async function prepareCluster(conf?: Record<string, string | number>): Pr
     CREATE TABLE w3_ledger (client_id int NOT NULL, n int NOT NULL);`);
   await c.end();
   return cluster;
-}
-
-/**
- * A standby of `primary` by pg_basebackup, made synchronous: an acknowledged commit is on both, so
- * none is lost when the primary dies (the promoted standby does not wait for a standby itself).
- */
-async function startSyncStandby(primary: PgCluster): Promise<PgCluster> {
-  const standby = await startCluster({ standbyOf: primary });
-  await primary.query("ALTER SYSTEM SET synchronous_standby_names = '*'");
-  await primary.query("SELECT pg_reload_conf()");
-  const deadline = Date.now() + 30_000;
-  while (
-    (await primary.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")).length ===
-    0
-  ) {
-    if (Date.now() > deadline) throw new Error(`standby not in sync after 30 s:\n${standby.log()}`);
-    await sleep(100);
-  }
-  return standby;
 }
 
 export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult> {

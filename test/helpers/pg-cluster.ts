@@ -549,3 +549,28 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<PgCluster
   }
   return cluster;
 }
+
+/**
+ * A streaming standby of `primary` (pg_basebackup -R), made synchronous: an acknowledged commit is
+ * on both, so none is lost when the primary dies. Needs synchronous_commit on at the primary (the
+ * test clusters default to off). The promoted standby waits for no standby itself: the setting is
+ * made on the primary after the base backup.
+ */
+export async function startSyncStandby(primary: PgCluster): Promise<PgCluster> {
+  const standby = await startCluster({ standbyOf: primary });
+  try {
+    await primary.query("ALTER SYSTEM SET synchronous_standby_names = '*'");
+    await primary.query("SELECT pg_reload_conf()");
+    const inSync = "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'";
+    const deadline = Date.now() + 30_000;
+    while ((await primary.query(inSync)).length === 0) {
+      if (Date.now() > deadline)
+        throw new Error(`standby not in sync after 30 s:\n${standby.log()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (e) {
+    await standby.destroy();
+    throw e;
+  }
+  return standby;
+}
