@@ -1,5 +1,6 @@
-// One pgbench run against a host:port: TPS and average latency from its summary, p99 from its
-// per-transaction log (--log), and the first error when clients aborted (PgBouncer and -M prepared).
+// One pgbench run against a host:port: TPS and average latency from its summary, p50 and p99 from
+// its per-transaction log (--log), and the first error when clients aborted (PgBouncer and -M
+// prepared).
 
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -32,6 +33,7 @@ export interface PgbenchResult {
   /** Transactions processed (the denominator of CPU per 1,000 transactions). */
   transactions: number;
   latencyAvgMs: number;
+  latencyP50Ms: number;
   latencyP99Ms: number;
   /** Clients that aborted (an error pgbench does not retry). */
   aborted: boolean;
@@ -81,13 +83,14 @@ export async function runPgbench(r: PgbenchRun): Promise<PgbenchResult> {
       .find((l) => /error|FATAL|aborted/i.test(l) && !/number of failed/.test(l))
       ?.trim() ?? null;
   const aborted = /aborted in command|Run was aborted/.test(out) || res.code === 2;
-  const p99 = percentileFromLogs(r.logDir, 0.99);
+  const [p50, p99] = percentilesFromLogs(r.logDir, [0.5, 0.99]);
   const ok = res.code === 0 && !res.timedOut && Number.isFinite(tps) && !aborted;
   return {
     ok,
     tps: Number.isFinite(tps) ? tps : 0,
     transactions: Number.isFinite(transactions) ? transactions : 0,
     latencyAvgMs,
+    latencyP50Ms: p50,
     latencyP99Ms: p99,
     aborted,
     error: ok
@@ -100,10 +103,10 @@ export async function runPgbench(r: PgbenchRun): Promise<PgbenchResult> {
 }
 
 /**
- * The q-quantile of transaction latency from pgbench's --log files. Each line is
+ * Quantiles of transaction latency (ms) from pgbench's --log files. Each line is
  * `client_id transaction_no time script_no time_epoch time_us`, `time` in microseconds.
  */
-function percentileFromLogs(dir: string, q: number): number {
+function percentilesFromLogs(dir: string, qs: number[]): number[] {
   const lat: number[] = [];
   for (const name of readdirSync(dir)) {
     if (!name.startsWith("tx.")) continue;
@@ -123,8 +126,10 @@ function percentileFromLogs(dir: string, q: number): number {
       pos = nl + 1;
     }
   }
-  if (lat.length === 0) return Number.NaN;
+  if (lat.length === 0) return qs.map(() => Number.NaN);
   const sorted = Float64Array.from(lat).sort();
-  const i = Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1);
-  return sorted[i] / 1000;
+  return qs.map(
+    (q) =>
+      sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1))] / 1000,
+  );
 }

@@ -18,7 +18,10 @@ const NODE_RELAY = fileURLToPath(new URL("./node-relay.js", import.meta.url));
 const HOST = "127.0.0.1";
 
 export interface Target {
-  /** Column label: "postgres", "pgbouncer", "pgsidecar", "pgsidecar×2", "node-relay". */
+  /**
+   * Column label: "postgres", "pgbouncer", "pgbouncer-session" (the seed workload only),
+   * "pgsidecar", "pgsidecar×2", "node-relay".
+   */
   name: string;
   port: number;
   /** Processes whose CPU and RSS count as the proxy's (empty for Postgres itself). */
@@ -127,13 +130,15 @@ export function pgbouncerVersion(bin = "/usr/sbin/pgbouncer"): string {
 }
 
 /**
- * PgBouncer in transaction mode on a free port. Its auth_file holds the superuser's SCRAM secret as
- * Postgres stores it, so clients log in with SCRAM and PgBouncer logs in to Postgres with the
- * client's proof (SCRAM pass-through), as pgsidecar does with its configured password.
+ * PgBouncer in transaction mode (or session mode, target "pgbouncer-session") on a free port. Its
+ * auth_file holds the superuser's SCRAM secret as Postgres stores it, so clients log in with SCRAM
+ * and PgBouncer logs in to Postgres with the client's proof (SCRAM pass-through), as pgsidecar
+ * does with its configured password.
  */
 export async function startPgbouncer(
-  o: PoolerOptions & { bin?: string; secret: string },
+  o: PoolerOptions & { bin?: string; secret: string; poolMode?: "transaction" | "session" },
 ): Promise<Target> {
+  const poolMode = o.poolMode ?? "transaction";
   const bin = o.bin ?? "/usr/sbin/pgbouncer";
   mkdirSync(o.dir, { recursive: true });
   const port = await findFreePort();
@@ -153,7 +158,7 @@ export async function startPgbouncer(
       "unix_socket_dir =",
       "auth_type = scram-sha-256",
       `auth_file = ${userlist}`,
-      "pool_mode = transaction",
+      `pool_mode = ${poolMode}`,
       `default_pool_size = ${o.poolSize}`,
       "min_pool_size = 0",
       "reserve_pool_size = 0",
@@ -198,7 +203,7 @@ export async function startPgbouncer(
   }
   const pid = child.pid as number;
   return {
-    name: "pgbouncer",
+    name: poolMode === "session" ? "pgbouncer-session" : "pgbouncer",
     port,
     pids: () => [pid],
     backends: o.poolSize,

@@ -1,6 +1,8 @@
-// `npm run bench`: a throwaway Postgres (pgbench -i -s 10), PgBouncer and pgsidecar in front of it
-// (transaction mode, the same pool size), then pgbench through each, interleaved, and an idle-client
-// memory test. Prints a Markdown table and writes bench/RESULTS.md. See bench/README.md.
+// `npm run bench`: a throwaway Postgres (pgbench -i -s 10); PgBouncer, pgsidecar (transaction
+// mode, the same pool size) and node-relay (a 1:1 byte relay, the Node floor) in front of it;
+// pgbench through each, interleaved, at 32/200 clients (throughput, CPU) and 1/4 clients (latency
+// added); the seed's psycopg workload (PgBouncer in session mode); an idle-client memory test; the
+// SQL prefilter's cost. Prints a Markdown report and writes bench/RESULTS.md. See bench/README.md.
 // Everything listens on 127.0.0.1 only, is bounded in time, and is killed by PID on exit.
 
 import { execFileSync } from "node:child_process";
@@ -17,11 +19,11 @@ import {
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import { type PgCluster, pgBinDir, startCluster } from "../test/helpers/pg-cluster.js";
 import { run } from "../test/helpers/processes.js";
-import { openIdleClients } from "./idle-clients.js";
-import { runPgbench } from "./pgbench.js";
+import { checks } from "./checks.js";
+import { fmtSample, idleTest, log, measure, measurePrefilter } from "./measure.js";
+import { type Options, parseOptions } from "./options.js";
 import {
   killAllStarted,
   pgbouncerVersion,
@@ -31,193 +33,23 @@ import {
   startSidecar,
   type Target,
 } from "./poolers.js";
-import { totalCpuMs, totalRssKiB } from "./procfs.js";
 import { formatProfile, summarizeProfile } from "./profile.js";
 import {
   type BenchReport,
   type Cell,
   cellKey,
-  checks,
   type IdleResult,
   type Machine,
-  markdown,
-  type Sample,
-  type Scenario,
+  type SeedResults,
 } from "./report.js";
+import { markdown } from "./report-sections.js";
+import { SCENARIOS } from "./scenarios.js";
+import { createSeedSchema, runSeed, seedUnavailable } from "./seed.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PGBOUNCER = "/usr/sbin/pgbouncer";
-
-const HELP = `npm run bench -- [options]
-
-Starts a throwaway Postgres (pgbench -i -s 10), PgBouncer and pgsidecar (transaction mode, the same
-pool size), runs pgbench through Postgres, PgBouncer and pgsidecar interleaved, then opens idle
-clients through each pooler. Prints a Markdown table and writes bench/RESULTS.md.
-
-Options:
-  --seconds <s>       Length of each pgbench run (default 10)
-  --reps <n>          Interleaved repetitions of every (scenario, target) (default 3)
-  --quick             Smoke run: 3 s, 1 repetition, 200 idle clients, RESULTS.md not written
-  --idle <list>       Idle clients opened through each pooler, comma-separated counts, each on a
-                      freshly started pooler (default 1000; 0 skips the test)
-  --scenarios <list>  Comma-separated scenario ids (default all; see below)
-  --workers <n>       Also run pgsidecar as a node:cluster of n workers (target "pgsidecar×n")
-  --baseline          Also run a trivial 1:1 Node.js TCP relay (target "node-relay"): the floor of
-                      Node's socket I/O cost per transaction
-  --worker-pool-size <n>  Pool size of each worker (default: pool size / workers, rounded up)
-  --pool-size <n>     Server connections per pooler (default 20)
-  --threads <n>       pgbench -j (default 2)
-  --profile           Only profile pgsidecar (node --cpu-prof) on select-only simple and extended
-  --profile-out <f>   Also write the profile summary to this file (and keep the .cpuprofile beside it)
-  --out <file>        Where to write the report (default bench/RESULTS.md)
-  --no-write          Print the report only
-  -h, --help          This text
-
-Scenarios:`;
-
-const SCENARIOS: Scenario[] = [
-  {
-    id: "select-simple-32",
-    label: "select-only, -M simple, 32 clients",
-    selectOnly: true,
-    mode: "simple",
-    clients: 32,
-  },
-  {
-    id: "select-extended-32",
-    label: "select-only, -M extended, 32 clients",
-    selectOnly: true,
-    mode: "extended",
-    clients: 32,
-  },
-  {
-    id: "select-prepared-32",
-    label: "select-only, -M prepared, 32 clients",
-    selectOnly: true,
-    mode: "prepared",
-    clients: 32,
-  },
-  {
-    id: "tpcb-32",
-    label: "TPC-B-like, -M simple, 32 clients",
-    selectOnly: false,
-    mode: "simple",
-    clients: 32,
-  },
-  {
-    // Every client SETs search_path: before settings travelled, each SET pinned its client to a
-    // server (32 clients, 10 servers: the rest waited); now they share the pool.
-    id: "select-set-32",
-    label: "select-only with a session SET per transaction, -M simple, 32 clients",
-    selectOnly: true,
-    script:
-      "\\set aid random(1, 100000 * :scale)\nSET search_path = public;\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n",
-    mode: "simple",
-    clients: 32,
-  },
-  {
-    id: "select-simple-200",
-    label: "select-only, -M simple, 200 clients",
-    selectOnly: true,
-    mode: "simple",
-    clients: 200,
-  },
-  {
-    id: "tpcb-200",
-    label: "TPC-B-like, -M simple, 200 clients",
-    selectOnly: false,
-    mode: "simple",
-    clients: 200,
-  },
-];
-
-interface Options {
-  seconds: number;
-  reps: number;
-  idle: number[];
-  baseline: boolean;
-  scenarios: Scenario[];
-  workers: number;
-  workerPoolSize: number;
-  poolSize: number;
-  threads: number;
-  profile: boolean;
-  profileOut: string | null;
-  out: string | null;
-}
-
-function parseOptions(): Options {
-  const { values } = parseArgs({
-    options: {
-      seconds: { type: "string" },
-      reps: { type: "string" },
-      quick: { type: "boolean" },
-      idle: { type: "string" },
-      scenarios: { type: "string" },
-      workers: { type: "string" },
-      baseline: { type: "boolean" },
-      "worker-pool-size": { type: "string" },
-      "pool-size": { type: "string" },
-      threads: { type: "string" },
-      profile: { type: "boolean" },
-      "profile-out": { type: "string" },
-      out: { type: "string" },
-      "no-write": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(
-      `${HELP}${SCENARIOS.map((s) => `\n  ${s.id.padEnd(20)}${s.label}`).join("")}\n`,
-    );
-    process.exit(0);
-  }
-  const int = (v: string | undefined, d: number, name: string, min = 0): number => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new Error(`--${name}: expected an integer ≥ ${min}, got ${v}`);
-    return n;
-  };
-  const quick = values.quick === true;
-  const ids = values.scenarios?.split(",").map((s) => s.trim());
-  const scenarios = ids ? SCENARIOS.filter((s) => ids.includes(s.id)) : SCENARIOS;
-  if (ids && scenarios.length !== ids.length)
-    throw new Error(
-      `--scenarios: unknown id in ${values.scenarios} (known: ${SCENARIOS.map((s) => s.id).join(", ")})`,
-    );
-  const poolSize = int(values["pool-size"], 20, "pool-size", 1);
-  const workers = int(values.workers, 1, "workers", 1);
-  return {
-    seconds: int(values.seconds, quick ? 3 : 10, "seconds", 1),
-    reps: int(values.reps, quick ? 1 : 3, "reps", 1),
-    idle: (values.idle ?? (quick ? "200" : "1000"))
-      .split(",")
-      .map((v) => int(v.trim(), 0, "idle"))
-      .filter((n) => n > 0),
-    baseline: values.baseline === true,
-    scenarios,
-    workers,
-    workerPoolSize: int(
-      values["worker-pool-size"],
-      Math.ceil(poolSize / workers),
-      "worker-pool-size",
-      1,
-    ),
-    poolSize,
-    threads: int(values.threads, 2, "threads", 1),
-    profile: values.profile === true,
-    profileOut: values["profile-out"] ?? null,
-    out:
-      values["no-write"] || (quick && values.out === undefined)
-        ? null
-        : (values.out ?? join(ROOT, "bench", "RESULTS.md")),
-  };
-}
-
-function log(line: string): void {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
-}
+/** The seed's psycopg pool max_size: in session mode PgBouncer needs a server per client. */
+const SEED_SESSION_POOL = 30;
 
 function sh(cmd: string, args: string[]): string {
   try {
@@ -277,7 +109,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-async function prepareCluster(): Promise<PgCluster> {
+async function prepareCluster(seed: boolean): Promise<PgCluster> {
   log("starting a throwaway Postgres");
   const c = await startCluster({ conf: { max_connections: 400 } });
   cluster = c;
@@ -288,87 +120,9 @@ async function prepareCluster(): Promise<PgCluster> {
     { env: { PATH: process.env.PATH, PGPASSWORD: c.password, LC_ALL: "C" }, timeoutMs: 300_000 },
   );
   if (init.code !== 0) throw new Error(`pgbench -i failed:\n${init.stdout}\n${init.stderr}`);
+  if (seed) await createSeedSchema(c);
   await c.query("VACUUM ANALYZE");
   return c;
-}
-
-async function measure(
-  target: Target,
-  scenario: Scenario,
-  o: Options,
-  c: PgCluster,
-  seconds: number,
-): Promise<Sample> {
-  const pids = target.pids();
-  const cpuBefore = pids.length ? totalCpuMs(pids) : Number.NaN;
-  const r = await runPgbench({
-    port: target.port,
-    user: c.superuser,
-    password: c.password,
-    database: "postgres",
-    selectOnly: scenario.selectOnly,
-    script: scenario.script,
-    mode: scenario.mode,
-    clients: scenario.clients,
-    threads: o.threads,
-    seconds,
-    logDir: join(tmpDir as string, "pgbench-log"),
-    pgbench: join(pgBinDir(), "pgbench"),
-  });
-  const cpuMs = pids.length ? totalCpuMs(pids) - cpuBefore : Number.NaN;
-  return { ...r, cpuMs };
-}
-
-/**
- * Opens `count` idle clients through a freshly started pooler and reads its RSS before and after.
- * One client logs in first and stays (not counted), so the pool's first server login and the
- * pooler's lazily initialised code are in the "before" figure.
- */
-async function idleTest(target: Target, count: number, c: PgCluster): Promise<IdleResult> {
-  const pids = target.pids();
-  const login = {
-    port: target.port,
-    user: c.superuser,
-    password: c.password,
-    database: "postgres",
-  };
-  const first = await openIdleClients(login, 1);
-  await first.probe(1, 10_000);
-  await new Promise((r) => setTimeout(r, 2000));
-  const before = totalRssKiB(pids);
-  const started = performance.now();
-  const clients = await openIdleClients(login, count);
-  log(
-    `${target.name}: ${clients.opened}/${count} idle clients logged in in ${((performance.now() - started) / 1000).toFixed(1)} s` +
-      (clients.failed ? ` (${clients.failed} failed: ${clients.firstError})` : ""),
-  );
-  // Let the pooler settle (timers, lazily freed login state), holding the clients a while.
-  await new Promise((r) => setTimeout(r, 3000));
-  const after = totalRssKiB(pids);
-  const probe = await clients.probe(Math.max(1, Math.floor(count / 100)), 10_000);
-  const result: IdleResult = {
-    target: target.name,
-    clients: count,
-    opened: clients.opened,
-    failed: clients.failed,
-    firstError: clients.firstError,
-    dropped: clients.dropped,
-    probeAsked: probe.asked,
-    probeAnswered: probe.answered,
-    rssBeforeKiB: before,
-    rssAfterKiB: after,
-  };
-  clients.close();
-  first.close();
-  return result;
-}
-
-function fmtSample(s: Sample): string {
-  if (!s.ok) return `FAILED: ${s.error}`;
-  const cpu = Number.isFinite(s.cpuMs)
-    ? `, CPU ${((s.cpuMs / s.transactions) * 1000).toFixed(0)} ms/1k tx (${((100 * s.cpuMs) / s.wallMs).toFixed(0)}% of a core)`
-    : "";
-  return `${s.tps.toFixed(0)} tps, avg ${s.latencyAvgMs.toFixed(2)} ms, p99 ${s.latencyP99Ms.toFixed(2)} ms${cpu}`;
 }
 
 async function profileSidecar(o: Options, c: PgCluster): Promise<void> {
@@ -385,7 +139,7 @@ async function profileSidecar(o: Options, c: PgCluster): Promise<void> {
     (s) => s.id === "select-simple-32" || s.id === "select-extended-32",
   );
   for (const s of scenarios) {
-    const sample = await measure(sidecar, s, o, c, o.seconds);
+    const sample = await measure(sidecar, s, c, { ...o, logDir: join(tmpDir as string, "log") });
     log(`profile ${s.id}: ${fmtSample(sample)}`);
   }
   await sidecar.stop();
@@ -401,7 +155,30 @@ async function profileSidecar(o: Options, c: PgCluster): Promise<void> {
   }
 }
 
+function notes(o: Options, seed: SeedResults | null): string[] {
+  const out = [
+    "The machine is shared (other test suites may run at the same time), and pgbench, Postgres and the pooler share its cores: single runs vary by 10–20 %. Runs are interleaved so that slow periods hit every target alike; compare ratios within this run, not with other machines.",
+    "proxy CPU = utime + stime of the pooler's processes (/proc/PID/stat, all threads) over the run, divided by the transactions pgbench processed (ms per 1k transactions = µs per transaction).",
+    "RSS per idle client = (VmRSS with the clients logged in and idle 3 s − VmRSS before) / clients, on a freshly started pooler that has logged in one client first. The clients are raw sockets with a SCRAM login (bench/idle-clients.ts); every 100th is then asked `SELECT 1` to prove it is still served.",
+    "pgsidecar runs with its defaults besides the flags in bench/poolers.ts (retry = safe, so replies are held until ReadyForQuery, max_prepared_statements = 500).",
+  ];
+  if (o.baseline)
+    out.push(
+      "node-relay is not a pooler: a 1:1 Node.js TCP relay (bench/node-relay.ts) that pipes bytes with no protocol work, one Postgres connection per client. Its CPU per transaction is the floor of Node's socket I/O path (2 reads + 2 writes per transaction), which pgsidecar pays too; the issue's targets are set against it.",
+    );
+  if (seed && !seed.unavailable)
+    out.push(
+      `pgbouncer-session: a second PgBouncer in session mode with a pool of ${SEED_SESSION_POOL} (the psycopg pool's max_size), for the seed workload only: PgBouncer 1.18 in transaction mode cannot carry psycopg's named prepared statements (prepare_threshold=0).`,
+    );
+  if (o.workers > 1)
+    out.push(
+      `pgsidecar×${o.workers}: node:cluster workers, each with its own pool of ${o.workerPoolSize} (${o.workers * o.workerPoolSize} backend connections in all, against ${o.poolSize} for one process); CPU and RSS are summed over the primary and the workers.`,
+    );
+  return out;
+}
+
 async function main(): Promise<void> {
+  const t0 = performance.now();
   const o = parseOptions();
   if (!existsSync(join(ROOT, "dist", "cli.js")))
     throw new Error("dist/cli.js missing: npm run build");
@@ -416,7 +193,9 @@ async function main(): Promise<void> {
   tmpDir = mkdtempSync(join(os.tmpdir(), "pgsidecar-bench-"));
   // PgBouncer runs as the postgres OS user when we are root: it must reach its own subdirectory.
   chmodSync(tmpDir, 0o711);
-  const c = await prepareCluster();
+  const seedWhyNot = o.seed && !o.profile ? seedUnavailable() : null;
+  if (seedWhyNot) log(`seed workload skipped: ${seedWhyNot}`);
+  const c = await prepareCluster(o.seed && !seedWhyNot);
   if (o.profile) {
     await profileSidecar(o, c);
     return;
@@ -427,6 +206,7 @@ async function main(): Promise<void> {
   )[0].rolpassword as string;
   const maxIdle = Math.max(0, ...o.idle);
   const maxClients = Math.max(1000, maxIdle + 500);
+  const dir = (name: string) => join(tmpDir as string, name);
   // Every pooler under test, by name; each call starts a fresh one.
   const poolers: Array<{ name: string; start: () => Promise<Target> }> = [
     {
@@ -436,19 +216,14 @@ async function main(): Promise<void> {
           cluster: c,
           poolSize: o.poolSize,
           maxClients,
-          dir: join(tmpDir as string, "pgbouncer"),
+          dir: dir("pgbouncer"),
           secret,
         }),
     },
     {
       name: "pgsidecar",
       start: () =>
-        startSidecar({
-          cluster: c,
-          poolSize: o.poolSize,
-          maxClients,
-          dir: join(tmpDir as string, "sidecar"),
-        }),
+        startSidecar({ cluster: c, poolSize: o.poolSize, maxClients, dir: dir("sidecar") }),
     },
   ];
   if (o.workers > 1) {
@@ -459,18 +234,34 @@ async function main(): Promise<void> {
           cluster: c,
           poolSize: o.workerPoolSize,
           maxClients,
-          dir: join(tmpDir as string, "sidecar-workers"),
+          dir: dir("sidecar-workers"),
           workers: o.workers,
         }),
     });
   }
-  log(`starting ${poolers.map((p) => p.name).join(", ")}`);
+  log(`starting ${poolers.map((p) => p.name).join(", ")}${o.baseline ? ", node-relay" : ""}`);
   const targets: Target[] = [postgresTarget(c)];
   for (const p of poolers) targets.push(await p.start());
   if (o.baseline) targets.push(await startNodeRelay(c));
+  const runSeedToo = o.seed && !seedWhyNot;
+  // The seed runs through these: PgBouncer in session mode instead of transaction mode.
+  const seedTargets: Target[] = [];
+  if (runSeedToo) {
+    const session = await startPgbouncer({
+      cluster: c,
+      poolSize: SEED_SESSION_POOL,
+      maxClients,
+      dir: dir("pgbouncer-session"),
+      secret,
+      poolMode: "session",
+    });
+    seedTargets.push(...targets.map((t) => (t.name === "pgbouncer" ? session : t)));
+  }
   const total =
-    o.scenarios.length * targets.length * o.reps * (o.seconds + 3) +
-    o.idle.length * poolers.length * 60;
+    o.scenarios.length * targets.length * o.reps * (o.seconds + 1) +
+    seedTargets.length * o.reps * (o.seconds + 3) +
+    o.idle.length * poolers.length * (10 + o.idle.reduce((a, b) => a + b, 0) / 500) +
+    (o.prefilterCalls > 0 ? 20 : 0);
   log(`about ${Math.ceil(total / 60)} min ahead`);
   const watchdog = setTimeout(
     () => {
@@ -481,9 +272,10 @@ async function main(): Promise<void> {
   );
   watchdog.unref();
 
+  const pgbench = { threads: o.threads, logDir: dir("pgbench-log") };
   // Warm-up: every pooler opens its pool and every process reaches a steady state.
   for (const t of targets) {
-    const s = await measure(t, SCENARIOS[0], o, c, 2);
+    const s = await measure(t, SCENARIOS[0], c, { ...pgbench, seconds: o.warmupSeconds });
     log(`warm-up ${t.name}: ${fmtSample(s)}`);
   }
 
@@ -491,7 +283,7 @@ async function main(): Promise<void> {
   for (const s of o.scenarios) {
     for (let rep = 1; rep <= o.reps; rep++) {
       for (const t of targets) {
-        const sample = await measure(t, s, o, c, o.seconds);
+        const sample = await measure(t, s, c, { ...pgbench, seconds: o.seconds });
         const key = cellKey(s.id, t.name);
         if (!cells.has(key)) cells.set(key, { samples: [] });
         cells.get(key)?.samples.push(sample);
@@ -499,7 +291,42 @@ async function main(): Promise<void> {
       }
     }
   }
-  for (const t of targets) await t.stop();
+
+  let seed: SeedResults | null = null;
+  if (o.seed) {
+    seed = {
+      targets: seedTargets.map((t) => t.name),
+      tasks: o.seedTasks,
+      thinkMs: o.seedThinkMs,
+      samples: new Map(),
+      unavailable: seedWhyNot,
+    };
+    const seedRun = (t: Target, seconds: number) =>
+      runSeed({
+        cluster: c,
+        port: t.port,
+        pids: t.pids(),
+        seconds,
+        tasks: o.seedTasks,
+        thinkMs: o.seedThinkMs,
+      });
+    // Warm-up: Postgres's caches for the checkpointer tables, so the first target is not the cold one.
+    if (runSeedToo) {
+      const warm = await seedRun(targets[0], o.warmupSeconds);
+      log(`seed warm-up postgres: ${warm.ok ? `${warm.opsPerS.toFixed(0)} ops/s` : warm.error}`);
+    }
+    for (let rep = 1; rep <= o.reps; rep++) {
+      for (const t of seedTargets) {
+        const sample = await seedRun(t, o.seconds);
+        if (!seed.samples.has(t.name)) seed.samples.set(t.name, []);
+        seed.samples.get(t.name)?.push(sample);
+        log(
+          `seed #${rep} ${t.name}: ${sample.ok ? `${sample.opsPerS.toFixed(0)} ops/s, p50 ${sample.p50Ms} ms, p99 ${sample.p99Ms} ms, ${sample.errors} errors` : `FAILED: ${sample.error}`}`,
+        );
+      }
+    }
+  }
+  for (const t of new Set([...targets, ...seedTargets])) await t.stop();
 
   const idle: IdleResult[] = [];
   for (const count of o.idle) {
@@ -512,24 +339,16 @@ async function main(): Promise<void> {
       }
     }
   }
+  let prefilter: BenchReport["prefilter"] = null;
+  if (o.prefilterCalls > 0) {
+    log(`SQL prefilter: ${o.prefilterCalls} calls per statement`);
+    prefilter = await measurePrefilter(o.prefilterCalls);
+  }
   m.loadAfter = loadavg();
 
-  const notes = [
-    "The machine is shared (other test suites ran at the same time), and pgbench, Postgres and the pooler share its cores: single runs vary by 10–20 %. Runs are interleaved so that slow periods hit every target alike; compare ratios within this run, not with other machines.",
-    "proxy CPU = utime + stime of the pooler's processes (/proc/PID/stat, all threads) over the run, divided by the transactions pgbench processed.",
-    "RSS per idle client = (VmRSS with the clients logged in and idle 3 s − VmRSS before) / clients, on a freshly started pooler that has logged in one client first. The clients are raw sockets with a SCRAM login (bench/idle-clients.ts); every 100th is then asked `SELECT 1` to prove it is still served.",
-    `pgsidecar runs with its defaults besides the flags in bench/poolers.ts (retry = safe, so replies are held until ReadyForQuery, max_prepared_statements = 500).`,
-  ];
-  if (o.baseline)
-    notes.push(
-      "node-relay is not a pooler: a 1:1 Node.js TCP relay (bench/node-relay.ts) that pipes bytes with no protocol work, one Postgres connection per client. Its CPU per transaction is the floor of Node's socket I/O path (2 reads + 2 writes per transaction), which pgsidecar pays too.",
-    );
-  if (o.workers > 1)
-    notes.push(
-      `pgsidecar×${o.workers}: node:cluster workers, each with its own pool of ${o.workerPoolSize} (${o.workers * o.workerPoolSize} backend connections in all, against ${o.poolSize} for one process); CPU and RSS are summed over the primary and the workers.`,
-    );
   const report: BenchReport = {
     machine: m,
+    quick: o.quick,
     seconds: o.seconds,
     reps: o.reps,
     poolSize: o.poolSize,
@@ -537,7 +356,9 @@ async function main(): Promise<void> {
     scenarios: o.scenarios,
     cells,
     idle,
-    notes,
+    seed,
+    prefilter,
+    notes: notes(o, seed),
   };
   const md = markdown(report);
   process.stdout.write(`\n${md}\n`);
@@ -549,8 +370,9 @@ async function main(): Promise<void> {
     .filter((t) => t.name.startsWith("pgsidecar"))
     .flatMap((t) => checks(report, t.name))
     .filter((x) => x.pass === false);
-  if (failed.length > 0)
-    log(`${failed.length} target(s) not met (a benchmark, not a test: exit code stays 0)`);
+  log(
+    `done in ${((performance.now() - t0) / 1000).toFixed(0)} s; ${failed.length} target(s) not met (a benchmark, not a test: the exit code stays 0)`,
+  );
 }
 
 main()

@@ -1,10 +1,12 @@
 // Cost of the session-state prefilter (src/sql/prefilter.ts) per statement, and of the parser
-// behind it, on pgbench's statements: `node dist-tools/bench/sql-prefilter.js [calls]` after
-// `tsc -p tsconfig.tools.json`. Prints ns per call, averaged; no thresholds.
+// behind it, on pgbench's statements: `node dist-tools/bench/sql-prefilter.js [calls] [--json]`
+// after `tsc -p tsconfig.tools.json`. Prints ns per call, averaged; no thresholds. `npm run bench`
+// runs it as a child process with --json and puts the figures in its report.
 
 import { detectSessionState } from "../src/frontend/session-state.js";
 import { loadSqlParser } from "../src/sql/parser.js";
 import { mayCarrySessionState } from "../src/sql/prefilter.js";
+import type { PrefilterResult, PrefilterRow } from "./report.js";
 
 const STATEMENTS: [name: string, sql: string][] = [
   ["select-only", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"],
@@ -41,41 +43,61 @@ function sumBytes(b: Buffer, start: number, end: number): number {
   return x;
 }
 
-async function main(): Promise<void> {
-  const calls = Number(process.argv[2] ?? 1_000_000);
+async function measure(calls: number): Promise<PrefilterResult> {
   await loadSqlParser();
-  const rows: string[] = [];
+  const rows: PrefilterRow[] = [];
+  let sink = 0;
   for (const [name, sql] of STATEMENTS) {
     // A Query (F) frame: the statement sits inside a larger buffer, as on the wire.
     const b = Buffer.from(`Q\0\0\0\0${sql}\0`);
     const end = b.length - 1;
     let hits = 0;
-    const prefilter = nsPerCall(() => {
+    const prefilterNs = nsPerCall(() => {
       if (mayCarrySessionState(b, 5, end)) hits++;
     }, calls);
-    const detect = nsPerCall(() => detectSessionState(b, 5, end), calls);
-    let sink = 0;
-    const floor = nsPerCall(() => {
+    const detectNs = nsPerCall(() => detectSessionState(b, 5, end), calls);
+    const floorNs = nsPerCall(() => {
       sink += sumBytes(b, 5, end);
     }, calls);
-    rows.push(
+    rows.push({ name, bytes: end - 5, prefilterNs, detectNs, floorNs, toParser: hits > 0 });
+  }
+  const parsedCalls = Math.ceil(calls / 100);
+  for (const [name, sql] of PARSED) {
+    const b = Buffer.from(sql);
+    const detectNs = nsPerCall(() => detectSessionState(b, 0, b.length), parsedCalls);
+    rows.push({ name, bytes: null, prefilterNs: null, detectNs, floorNs: null, toParser: true });
+  }
+  if (sink < 0) console.log(sink); // keeps the floor loop from being optimised away
+  return { calls, parsedCalls, rows };
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const calls = Number(args.find((a) => !a.startsWith("--")) ?? 1_000_000);
+  const r = await measure(calls);
+  if (args.includes("--json")) {
+    console.log(JSON.stringify(r));
+    return;
+  }
+  console.log(`${r.calls} calls each (parsed ones: ${r.parsedCalls})`);
+  for (const x of r.rows) {
+    if (x.bytes === null) {
+      console.log(
+        `${x.name.padEnd(27)}  detectSessionState ${x.detectNs.toFixed(0).padStart(6)} ns`,
+      );
+      continue;
+    }
+    console.log(
       [
-        name.padEnd(16),
-        `${end - 5} bytes`.padStart(9),
-        `prefilter ${prefilter.toFixed(1).padStart(6)} ns`,
-        `detectSessionState ${detect.toFixed(1).padStart(6)} ns`,
-        `(byte-sum floor ${floor.toFixed(1)} ns${sink > 0 ? "" : "."})`,
-        hits > 0 ? "goes to the parser" : "",
+        x.name.padEnd(16),
+        `${x.bytes} bytes`.padStart(9),
+        `prefilter ${(x.prefilterNs ?? 0).toFixed(1).padStart(6)} ns`,
+        `detectSessionState ${x.detectNs.toFixed(1).padStart(6)} ns`,
+        `(byte-sum floor ${(x.floorNs ?? 0).toFixed(1)} ns)`,
+        x.toParser ? "goes to the parser" : "",
       ].join("  "),
     );
   }
-  for (const [name, sql] of PARSED) {
-    const b = Buffer.from(sql);
-    const detect = nsPerCall(() => detectSessionState(b, 0, b.length), Math.ceil(calls / 100));
-    rows.push(`${name.padEnd(27)}  detectSessionState ${detect.toFixed(0).padStart(6)} ns`);
-  }
-  console.log(`${calls} calls each (parsed ones: ${Math.ceil(calls / 100)})`);
-  for (const row of rows) console.log(row);
 }
 
 await main();
