@@ -1,6 +1,10 @@
-// SCRAM-SHA-256 both ends: RFC 7677 vector, round trips, failures, PostgreSQL's stored secrets.
+// SCRAM-SHA-256 both ends: RFC 7677 vector, round trips, failures, PostgreSQL's stored secrets,
+// SASLprep as PostgreSQL applies it.
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
+import { saslprep } from "@mongodb-js/saslprep";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { saslPrep } from "../../src/auth/saslprep.js";
 import {
   formatScramSecret,
   mockScramSecret,
@@ -11,7 +15,6 @@ import {
   type ScramErrorCode,
   type ScramSecret,
   ScramServerExchange,
-  saslPrep,
   scramSecretFromPassword,
 } from "../../src/auth/scram-sha-256.js";
 
@@ -768,5 +771,59 @@ describe("SASLprep", () => {
 
   it("hashes an unpaired surrogate as UTF-8 replacement bytes without throwing", () => {
     expect(() => scramSecretFromPassword("\ud800\u00e9", 1)).not.toThrow();
+  });
+
+  it("treats U+FFFFE and U+FFFFF as prohibited (RFC 3454 C.4), which the package's table misses", () => {
+    expect(saslPrep("I\u00adX\u{ffffe}")).toBe("I\u00adX\u{ffffe}");
+    expect(saslPrep("I\u00adX\u{fffff}")).toBe("I\u00adX\u{fffff}");
+    expect(() => saslprep("I\u00adX\u{ffffe}")).not.toThrow();
+  });
+
+  // The package's exported saslprep() checks after NFKC (as RFC 4013 reads); PostgreSQL checks the
+  // mapped string before NFKC. Where the two disagree we must hash what PostgreSQL hashes.
+  it("follows PostgreSQL where the package's exported saslprep() checks after NFKC", () => {
+    // U+0340 is prohibited (C.8); its NFKC, U+0300, is not: PostgreSQL hashes the raw password.
+    expect(saslprep("a\u0340")).toBe("\u00e0");
+    expect(saslPrep("a\u0340")).toBe("a\u0340");
+    // U+2122 has no direction; its NFKC "TM" is left-to-right: PostgreSQL normalizes.
+    expect(() => saslprep("\u05d0\u2122\u05d0")).toThrow(/RandALCat and LCat/);
+    expect(saslPrep("\u05d0\u2122\u05d0")).toBe("\u05d0TM\u05d0");
+  });
+
+  it("agrees with the package's exported saslprep() where NFKC changes nothing after mapping", () => {
+    /** What PostgreSQL would do with the package's verdict: the raw password when it throws. */
+    const exported = (s: string) => {
+      try {
+        return saslprep(s);
+      } catch {
+        return s;
+      }
+    };
+    /** A code point that NFKC keeps and that SASLprep does not map (to a space or to nothing). */
+    const kept = (cp: number) => {
+      const c = String.fromCodePoint(cp);
+      return c.normalize("NFKC") === c && exported(c) === c;
+    };
+    const codePoint = fc
+      .oneof(
+        fc.integer({ min: 0x20, max: 0x7e }),
+        fc.integer({ min: 0x00, max: 0x2ff }), // controls, Latin-1, spacing modifiers
+        fc.integer({ min: 0x590, max: 0x6ff }), // Hebrew and Arabic (RandALCat)
+        fc.integer({ min: 0x2000, max: 0x2bff }), // punctuation, symbols, some unassigned in 3.2
+        fc.integer({ min: 0xe000, max: 0xe0ff }), // private use (C.3)
+        fc.integer({ min: 0x1f300, max: 0x1f6ff }), // emoji: unassigned in Unicode 3.2
+      )
+      .filter(kept);
+    // A trailing soft hyphen (mapped to nothing) makes the prepared form differ from the raw one,
+    // and its removal cannot make the rest change under NFKC.
+    const password = fc
+      .array(codePoint, { minLength: 1, maxLength: 8 })
+      .map((cps) => String.fromCodePoint(...cps))
+      .filter((s) => s.normalize("NFKC") === s)
+      .map((s) => `${s}\u00ad`);
+    fc.assert(
+      fc.property(password, (s) => saslPrep(s) === exported(s)),
+      { numRuns: 2000 },
+    );
   });
 });
