@@ -7,6 +7,7 @@ import tls from "node:tls";
 import { AdminConsole } from "./admin/console.js";
 import { AdminHttpServer } from "./admin/http.js";
 import { credentialMetrics } from "./auth/credential-metrics.js";
+import { RdsIamPassword } from "./auth/rds-iam.js";
 import { scramSecretFromPassword } from "./auth/scram-sha-256.js";
 import {
   CommandPassword,
@@ -387,12 +388,21 @@ export class Sidecar {
 
   /**
    * Where a pool's server logins get their password: the URL's, for its user; else, for the URL's
-   * user, password_command; else the user's own from users, followed when it is a password_file.
+   * user, an RDS IAM token (upstream_auth: aws-rds-iam) or password_command; else the user's own
+   * from users, followed when it is a password_file.
    */
   private upstreamPassword(db: DatabaseConfig, user: string): UpstreamPassword {
     const c = this.config;
     if (user === db.target.user && db.target.password !== null)
       return new StaticPassword(db.target.password);
+    if (user === db.target.user && c.upstream_auth === "aws-rds-iam") {
+      const { host, port } = db.target.hosts[0];
+      const iam = { hostname: host, port, username: user, region: c.aws_region ?? "" };
+      return this.sharedCredential(
+        `aws-rds-iam:${JSON.stringify(iam)}`,
+        () => new RdsIamPassword(iam, this.credentialEvents, this.log),
+      );
+    }
     if (user === db.target.user && c.password_command !== null) {
       const settings = {
         command: c.password_command,

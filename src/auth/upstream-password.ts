@@ -1,13 +1,22 @@
 // Where a pool's upstream password comes from: fixed (the URL's, or a users entry's), a file that
-// is rotated under us (users[].password_file, a mounted Kubernetes Secret), or a command
-// (password_command: Vault, a cloud CLI). New server logins ask for it; open servers keep theirs.
+// is rotated under us (users[].password_file, a mounted Kubernetes Secret), a command
+// (password_command: Vault, a cloud CLI), or an RDS IAM token (upstream_auth: aws-rds-iam, in
+// rds-iam.ts). New server logins ask for it; open servers keep theirs.
 
 import { spawn } from "node:child_process";
 import { readFile, stat } from "node:fs/promises";
 import type { Logger } from "../log.js";
 
-export const CredentialSource = { Static: "static", File: "file", Command: "command" } as const;
+export const CredentialSource = {
+  Static: "static",
+  File: "file",
+  Command: "command",
+  AwsRdsIam: "aws-rds-iam",
+} as const;
 export type CredentialSource = (typeof CredentialSource)[keyof typeof CredentialSource];
+/** The sources that are read again (every one but a fixed password), as metric labels. */
+export const ROTATING_SOURCES = ["file", "command", "aws-rds-iam"] as const;
+export type RotatingSource = (typeof ROTATING_SOURCES)[number];
 /** What a refresh (a re-read of the file, a run of the command) found. */
 export const RefreshOutcome = ["changed", "unchanged", "failed"] as const;
 export type RefreshOutcome = (typeof RefreshOutcome)[number];
@@ -16,7 +25,7 @@ export const RetryOutcome = ["succeeded", "failed"] as const;
 export type RetryOutcome = (typeof RetryOutcome)[number];
 
 export interface CredentialEvents {
-  refreshed(source: "file" | "command", outcome: RefreshOutcome): void;
+  refreshed(source: RotatingSource, outcome: RefreshOutcome): void;
   retried(source: CredentialSource, outcome: RetryOutcome): void;
 }
 

@@ -8,6 +8,7 @@ import { isLoopbackHost } from "../loopback.js";
 import { formatDuration } from "./duration.js";
 import {
   ADMIN_DATABASE,
+  AWS_REGION,
   type Config,
   closest,
   type DatabaseConfig,
@@ -135,8 +136,11 @@ export function loadConfig(input: LoadInput = {}): Config {
     }
   }
 
-  const config = resolve(parsed, (key, path, value, expected, mask = "none") =>
-    invalid(new InvalidValue(expected, { path, value, mask }), key, value, sourceAt(key, path)),
+  const config = resolve(
+    parsed,
+    (key, path, value, expected, mask = "none") =>
+      invalid(new InvalidValue(expected, { path, value, mask }), key, value, sourceAt(key, path)),
+    env,
   );
   const bySetting = new Map<string, ConfigSource>();
   for (const [key, layer] of layers) bySetting.set(key, layer.source);
@@ -173,7 +177,7 @@ type Fail = (
 ) => ConfigError;
 
 /** Checks across settings and the derived `databases` / `users`. */
-function resolve(p: Record<string, unknown>, fail: Fail): Config {
+function resolve(p: Record<string, unknown>, fail: Fail, env: NodeJS.ProcessEnv): Config {
   const upstream = p.upstream as UpstreamTarget | null;
   const specs = p.databases as ReadonlyArray<DatabaseSpec>;
   const poolSize = p.pool_size as number;
@@ -321,6 +325,11 @@ function resolve(p: Record<string, unknown>, fail: Fail): Config {
     };
   }
 
+  if (p.upstream_auth === "aws-rds-iam") {
+    p.aws_region = rdsIamRegion(p, fail, env);
+    checkRdsIamTargets(p, upstream, databases, fallback, fail);
+  }
+
   // Listed users first (they may differ from the URL's password, or be admins), then the URLs' users.
   const users: UserConfig[] = [...(p.users as ReadonlyArray<UserConfig>)];
   const targets = [upstream, ...Object.values(databases).map((d) => d.target), fallback?.target];
@@ -344,6 +353,84 @@ function resolve(p: Record<string, unknown>, fail: Fail): Config {
     fallback_database: fallback,
     users: withAdmins,
   } as unknown as Config;
+}
+
+/** upstream_auth: aws-rds-iam needs a region: aws_region, else the SDK's own environment names. */
+function rdsIamRegion(p: Record<string, unknown>, fail: Fail, env: NodeJS.ProcessEnv): string {
+  if (p.aws_region !== null) return p.aws_region as string;
+  for (const name of ["AWS_REGION", "AWS_DEFAULT_REGION"]) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    if (!AWS_REGION.test(value.trim())) {
+      throw new ConfigError(
+        `invalid config: ${name} = ${JSON.stringify(value.slice(0, 40))} (from the environment): expected an AWS region name such as us-east-1`,
+      );
+    }
+    return value.trim();
+  }
+  throw fail(
+    "aws_region",
+    [],
+    null,
+    "an AWS region (such as us-east-1), or AWS_REGION in the environment, since upstream_auth is aws-rds-iam",
+  );
+}
+
+/**
+ * upstream_auth: aws-rds-iam. A token is a password sent in clear text (RDS checks it with PAM):
+ * every URL it is sent over must use TLS, so an sslmode below require is refused rather than
+ * raised in silence; and one password per user, so no password_command or URL password beside it.
+ */
+function checkRdsIamTargets(
+  p: Record<string, unknown>,
+  upstream: UpstreamTarget | null,
+  databases: Readonly<Record<string, DatabaseConfig>>,
+  fallback: DatabaseConfig | null,
+  fail: Fail,
+): void {
+  if (p.password_command !== null) {
+    throw fail(
+      "upstream_auth",
+      [],
+      "aws-rds-iam",
+      "password, since password_command is set (remove one of the two)",
+    );
+  }
+  if (upstream !== null && upstream.password !== null) {
+    throw fail(
+      "upstream_auth",
+      [],
+      "aws-rds-iam",
+      "password, since the upstream URL has a password (remove it to log in with IAM tokens)",
+    );
+  }
+  // The upstream first: entries derived from it (its database, the implicit "*") pass with it.
+  const entries: Array<[SettingKey, string[], UpstreamTarget]> = [];
+  if (upstream !== null) entries.push(["upstream", [], upstream]);
+  for (const db of [...Object.values(databases), ...(fallback === null ? [] : [fallback])]) {
+    entries.push(["databases", [db.name, "upstream"], db.target]);
+  }
+  for (const [key, path, t] of entries) {
+    if (t.password !== null) continue; // its own password, not a token
+    if (t.socketPath !== null) {
+      throw fail(
+        key,
+        path,
+        formatTarget(t),
+        "a TCP host (an RDS endpoint), not a unix socket, since upstream_auth is aws-rds-iam",
+        "url",
+      );
+    }
+    if (t.sslmode === "disable" || t.sslmode === "prefer") {
+      throw fail(
+        key,
+        path,
+        formatTarget(t),
+        `sslmode=require, verify-ca or verify-full (not ${t.sslmode}), since upstream_auth is aws-rds-iam: RDS takes the token as a clear-text password, so it must not go without TLS`,
+        "url",
+      );
+    }
+  }
 }
 
 function invalid(

@@ -42,6 +42,9 @@ export const RETRY_MODES = ["off", "safe", "all"] as const;
 export type RetryMode = (typeof RETRY_MODES)[number];
 export const AUTH_TYPES = ["scram-sha-256", "md5", "password", "trust"] as const;
 export type AuthType = (typeof AUTH_TYPES)[number];
+/** How a URL's user without a password in its URL logs in upstream. */
+export const UPSTREAM_AUTH = ["password", "aws-rds-iam"] as const;
+export type UpstreamAuth = (typeof UPSTREAM_AUTH)[number];
 /** When the upstream may get a cleartext or md5 password over a connection without TLS. */
 export const PASSWORD_WITHOUT_TLS = ["refuse", "loopback", "allow"] as const;
 export type PasswordWithoutTls = (typeof PASSWORD_WITHOUT_TLS)[number];
@@ -363,6 +366,27 @@ function optionalText(o: { group: SettingGroup; doc: string }): SettingSpec<stri
       if (raw === null || raw === undefined || raw === "") return null;
       if (typeof raw !== "string") throw new InvalidValue("a path (a string) or null");
       return raw;
+    },
+    format: (v) => v ?? "",
+  };
+}
+
+/** An AWS region name (us-east-1, eu-central-2, us-gov-west-1, cn-north-1); null: none. */
+export const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+function awsRegion(o: { group: SettingGroup; doc: string }): SettingSpec<string | null> {
+  return {
+    group: o.group,
+    type: "AWS region",
+    default: null,
+    doc: o.doc,
+    cli: "string",
+    parse(raw) {
+      if (raw === null || raw === undefined || raw === "") return null;
+      if (typeof raw !== "string" || !AWS_REGION.test(raw.trim())) {
+        throw new InvalidValue("an AWS region name such as us-east-1");
+      }
+      return raw.trim();
     },
     format: (v) => v ?? "",
   };
@@ -1076,6 +1100,16 @@ export const SETTINGS = defineSettings({
     group: "Upstream",
     default: "10s",
     doc: "password_command is killed after this long (a failure: the last password is kept).",
+  }),
+  upstream_auth: oneOf({
+    group: "Upstream",
+    values: UPSTREAM_AUTH,
+    default: "password",
+    doc: "How each URL's user without a password in its URL logs in upstream: password (password_command, or its users entry), or aws-rds-iam (an RDS IAM token signed for the URL's first host with the default AWS credential chain, renewed every 10 minutes; needs sslmode=require or stronger).",
+  }),
+  aws_region: awsRegion({
+    group: "Upstream",
+    doc: "AWS region of the RDS/Aurora database, for upstream_auth: aws-rds-iam; unset: AWS_REGION, else AWS_DEFAULT_REGION from the environment.",
   }),
   databases: databaseMap({
     group: "Upstream",
