@@ -1,22 +1,13 @@
 // The fallback database "*" (issue 13 item 5): implied by any_database with an upstream, or
 // written under databases; how it loads, what it refuses and how SHOW CONFIG shows it.
 import { describe, expect, it } from "vitest";
-import { ConfigError, describeConfig, loadConfig } from "../../src/config/load.js";
+import { describeConfig, loadConfig } from "../../src/config/load.js";
+import { errorOf } from "../helpers/config-errors.js";
 
 const UPSTREAM = "postgres://app:s3cr3t@db.internal:5432/appdb";
 
 function load(argv: Record<string, unknown>) {
   return loadConfig({ env: {}, argv });
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error("expected a ConfigError");
 }
 
 describe("fallback database", () => {

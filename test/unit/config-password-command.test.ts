@@ -2,21 +2,13 @@
 // not its arguments), and the checks at load.
 import { describe, expect, it } from "vitest";
 import { describeConfig, loadConfig } from "../../src/config/load.js";
+import { errorOf } from "../helpers/config-errors.js";
 
 const URL_NO_PASSWORD = "postgres://app@db.internal:5432/app";
 
 function load(argv: Record<string, unknown>) {
   return loadConfig({ argv: { upstream: URL_NO_PASSWORD, ...argv }, env: {} });
 }
-function errorOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  throw new Error("no error");
-}
-
 describe("password_command", () => {
   it("is off by default; ttl 5m and timeout 10s", () => {
     const c = load({});

@@ -5,22 +5,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../../src/config/load.js";
+import { loadConfig } from "../../src/config/load.js";
 import { isLoopbackHost } from "../../src/loopback.js";
+import { errorOf } from "../helpers/config-errors.js";
 
 const UPSTREAM = "postgres://app:s3cr3t@db.internal:5432/appdb";
 const load = (argv: Record<string, unknown> = {}) =>
   loadConfig({ env: {}, argv: { upstream: UPSTREAM, ...argv } });
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as Error).message;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 const dir = mkdtempSync(join(tmpdir(), "pgsidecar-config-security-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

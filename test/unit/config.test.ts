@@ -8,7 +8,6 @@ import { formatDuration, formatSize, parseDuration, parseSize } from "../../src/
 import {
   buildCliOptions,
   type Config,
-  ConfigError,
   cliHelp,
   describeConfig,
   loadConfig,
@@ -25,6 +24,7 @@ import {
   type UpstreamTarget,
   type UserConfig,
 } from "../../src/config/schema.js";
+import { errorOf } from "../helpers/config-errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pgsidecar-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,21 +38,6 @@ function yamlFile(text: string): string {
 const UPSTREAM = "postgres://app:s3cr3t@db.internal:5432/appdb";
 const minimal = (extra: Parameters<typeof loadConfig>[0] = {}): Config =>
   loadConfig({ env: {}, argv: { upstream: UPSTREAM }, ...extra });
-
-/** The ConfigError message thrown by fn. */
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).code).toBe("config_invalid");
-    expect((err as ConfigError).name).toBe("ConfigError");
-    const message = (err as Error).message;
-    expect(message).not.toContain("\n");
-    return message;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("defaults", () => {
   it("starts from the upstream URL alone with every documented default", () => {

@@ -14,39 +14,21 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import pino from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   CommandPassword,
-  type CredentialEvents,
   CredentialUnavailable,
   FilePassword,
   StaticPassword,
 } from "../../src/auth/upstream-password.js";
-import { loggerOptions } from "../../src/log.js";
+import { credentialRecorder } from "../helpers/credential-recorder.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pgsidecar-upstream-password-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 const fresh = (name: string) => join(dir, `${n++}-${name}`);
 
-function recorder() {
-  const events: string[] = [];
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  const log = pino(loggerOptions("info"), sink);
-  const handlers: CredentialEvents = {
-    refreshed: (source, outcome) => events.push(`refreshed ${source} ${outcome}`),
-    retried: (source, outcome) => events.push(`retried ${source} ${outcome}`),
-  };
-  return { events, lines, log, handlers, text: () => lines.join("") };
-}
+const recorder = () => credentialRecorder();
 
 /** A Secret volume as the kubelet lays it out: key -> ..data/key, ..data -> a timestamped dir. */
 function secretVolume(password: string) {
