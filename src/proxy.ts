@@ -19,7 +19,7 @@ import {
 import { Pool, type PoolEvents, type PoolSettings } from "./backend/pool.js";
 import { Upstream } from "./backend/upstream.js";
 import type { Config, DatabaseConfig } from "./config/schema.js";
-import { DisconnectReason, type ProxyError, type ServerError } from "./errors.js";
+import type { ProxyError, ServerError } from "./errors.js";
 import { CancelRegistry } from "./frontend/cancel.js";
 import type { KnownUser } from "./frontend/client-auth.js";
 import {
@@ -34,6 +34,7 @@ import { NotificationHub } from "./frontend/notification-hub.js";
 import { RetryPolicy } from "./frontend/retry-policy.js";
 import type { Logger } from "./log.js";
 import { bump, Metrics, type PoolSnapshot } from "./metrics.js";
+import { ClientCloseReason } from "./reasons.js";
 import { loadSqlParser } from "./sql/parser.js";
 
 export class Sidecar {
@@ -191,7 +192,7 @@ export class Sidecar {
     this.draining = true;
     if (this.janitor) clearInterval(this.janitor);
     await this.listener?.stop();
-    for (const s of [...this.sessions]) s.close(DisconnectReason.Shutdown);
+    for (const s of [...this.sessions]) s.close(ClientCloseReason.Shutdown);
     for (const hub of this.hubs.values()) hub.close();
     for (const pool of this.pools.values()) pool.close();
     await this.http?.stop();
@@ -219,7 +220,7 @@ export class Sidecar {
           s.txStatus === 0x49 &&
           (s.state === SessionState.Idle ||
             (s.state === SessionState.Active && s.lease !== null && s.lease.expected.empty));
-        if (boundary) s.close(DisconnectReason.Shutdown);
+        if (boundary) s.close(ClientCloseReason.Shutdown);
       }
       const left = deadline - Date.now();
       if (this.sessions.size === 0 || left <= 0) break;
@@ -663,8 +664,8 @@ export class Sidecar {
       route: (database: string, user: string) => proxy.route(database, user),
       openAdmin: (session: ClientSession) => proxy.users.get(session.user)?.admin === true,
       adminQuery: (session: ClientSession, sql: string) => proxy.console.query(session, sql),
-      sessionClosed: (session: ClientSession) => {
-        proxy.sessions.delete(session);
+      sessionClosed: (session: ClientSession, reason: ClientCloseReason) => {
+        if (proxy.sessions.delete(session)) proxy.metrics.clientsClosed.inc({ reason });
       },
       events: proxy.sessionEvents,
     };

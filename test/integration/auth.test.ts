@@ -2,6 +2,11 @@
 // upstream (SCRAM, md5), with the errors Postgres itself would send.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  parseScramSecret,
+  type ScramSecret,
+  scramSecretFromPassword,
+} from "../../src/auth/scram-sha-256.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
@@ -186,5 +191,48 @@ describe("authentication", () => {
     const err = await loginError(proxy.pgConfig({ user: "app_user", password: "wrong" }));
     expect(err.code).toBe("28P01");
     expect(err.message).toBe('password authentication failed for user "app_user"');
+  });
+
+  // SASLprep parity: PostgreSQL hashed each password (pg_saslprep, raw bytes where it refuses);
+  // the sidecar must derive the same keys upstream, and psql (libpq's pg_saslprep) must log in to
+  // the sidecar with a secret the sidecar derived itself.
+  it("hashes passwords that need SASLprep as PostgreSQL does, raw where PostgreSQL refuses", async () => {
+    const roles: [string, string][] = [
+      ["sasl_soft_hyphen", "I\u00adX"], // B.1: mapped to nothing -> "IX"
+      ["sasl_roman_nine", "\u2168"], // NFKC -> "IX"
+      ["sasl_nbsp", "pass\u00a0word"], // C.1.2: a space -> "pass word"
+      ["sasl_bell", "\u00e9\u0007"], // C.2.1 prohibited: the raw bytes
+      ["sasl_tone_mark", "a\u0340"], // C.8 before NFKC (not after): the raw bytes
+      ["sasl_hebrew_tm", "\u05d0\u2122\u05d0"], // no LCat before NFKC (TM after) -> "\u05d0TM\u05d0"
+    ];
+    const create = roles.map(([name, pw]) => `CREATE ROLE ${name} LOGIN PASSWORD '${pw}';`);
+    await cluster.query(`SET password_encryption = 'scram-sha-256'; ${create.join(" ")}`);
+    const stored = await cluster.query(
+      "SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE 'sasl\\_%' ORDER BY rolname",
+    );
+    expect(stored).toHaveLength(roles.length);
+    for (const { rolname, rolpassword } of stored) {
+      const postgres = parseScramSecret(rolpassword) as ScramSecret;
+      const password = roles.find(([name]) => name === rolname)?.[1] as string;
+      const ours = scramSecretFromPassword(password, postgres.iterations, postgres.salt);
+      expect({ rolname, ...ours }).toEqual({ rolname, ...postgres });
+    }
+
+    const p = await extraProxy({
+      pool_size: 1,
+      users: roles.map(([name, password]) => ({ name, password })),
+    });
+    for (const [name, password] of roles) {
+      const r = await psql(p, name, password, "SELECT current_user");
+      expect({ name, stderr: r.stderr, out: r.stdout.trim() }).toEqual({
+        name,
+        stderr: "",
+        out: name,
+      });
+    }
+    // Equivalent under SASLprep: the same keys. Not equivalent once SASLprep refused: 28P01.
+    expect((await psql(p, "sasl_roman_nine", "IX", "SELECT 1")).code).toBe(0);
+    const bell = await psql(p, "sasl_bell", "\u00e9", "SELECT 1");
+    expect(bell.stderr).toContain('password authentication failed for user "sasl_bell"');
   });
 });
