@@ -718,7 +718,7 @@ export function formatScenario(r: ScenarioResult): string {
   );
   if (r.promotedAt !== undefined)
     lines.push(
-      `first acknowledged write ${r.firstAckAfterPromotionMs ?? "never"} ms after the promotion; observed: ${JSON.stringify(r.observed)}`,
+      `first acknowledged write ${r.firstAckAfterPromotionMs == null ? "never" : Math.round(r.firstAckAfterPromotionMs)} ms after the promotion; observed: ${JSON.stringify(r.observed)}`,
     );
   for (const [w, x] of Object.entries(r.workloads)) {
     for (const e of x?.firstErrors ?? []) lines.push(`  ${w} error: ${e}`);
