@@ -137,8 +137,9 @@ function latencySection(r: BenchReport): string[] {
 
 const SEED_MODE: Record<string, string> = {
   [DIRECT]: "direct",
+  [BOUNCER]: "transaction",
   [SEED_BOUNCER]:
-    "session: PgBouncer 1.18 cannot carry psycopg's named prepared statements (prepare_threshold=0) in transaction mode",
+    "session: 1.18 cannot carry psycopg's named prepared statements (prepare_threshold=0) in transaction mode",
   [RELAY]: "none (1:1 byte relay)",
 };
 
@@ -148,7 +149,7 @@ function seedSection(r: BenchReport): string[] {
   const head = [
     `## Seed workload (psycopg 3, checkpointer mix, ${seed.tasks} tasks)`,
     "",
-    `demo/checkpointer_workload.py with the forum thread's pool: AsyncConnectionPool(max_size=30, min_size=2, kwargs autocommit, dict_row, prepare_threshold=0); ${seed.tasks} tasks, each playing get_tuple (SELECT), put (pipelined upserts) and put_writes (pipelined upserts) ${seed.thinkMs > 0 ? `with a mean pause of ${seed.thinkMs} ms` : "back to back"} for ${r.seconds} s; the tables are emptied before each run. ops = completed calls; p50/p99 per call.`,
+    `demo/checkpointer_workload.py with the forum thread's pool: AsyncConnectionPool(max_size=30, min_size=2, kwargs autocommit, dict_row, prepare_threshold=0); ${seed.tasks} tasks, each playing get_tuple (SELECT), put (pipelined upserts) and put_writes (pipelined upserts) ${seed.thinkMs > 0 ? `with a mean pause of ${seed.thinkMs} ms` : "back to back"} for ${r.seconds} s; the tables are emptied before each run. ops = completed calls; p50/p99 per call. Each run opens a fresh psycopg pool: direct, every connection is a new backend (fork, SCRAM, cold caches); the poolers' servers are already open.`,
     "",
   ];
   if (seed.unavailable) return [...head, `Not run: ${seed.unavailable}`, ""];

@@ -255,7 +255,8 @@ async function main(): Promise<void> {
       secret,
       poolMode: "session",
     });
-    seedTargets.push(...targets.map((t) => (t.name === "pgbouncer" ? session : t)));
+    // PgBouncer in transaction mode stays in, to show in every report why session mode is used.
+    seedTargets.push(...targets.flatMap((t) => (t.name === "pgbouncer" ? [t, session] : [t])));
   }
   const total =
     o.scenarios.length * targets.length * o.reps * (o.seconds + 1) +

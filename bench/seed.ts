@@ -121,7 +121,7 @@ export async function runSeed(r: SeedRun): Promise<SeedSample> {
     failed: done.failed,
     cpuMs,
     error: lost
-      ? `${done.failed} calls failed after retries, ${done.unfinished_tasks ?? 0} tasks unfinished${firstError ? `; first error: ${firstError}` : ""}`
+      ? `${done.failed} calls lost${done.unfinished_tasks ? `, ${done.unfinished_tasks} tasks unfinished` : ""}${firstError ? `; first error: ${firstError}` : ""}`
       : firstError,
   };
 }
