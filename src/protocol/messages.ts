@@ -1,6 +1,17 @@
 // Builders for the messages pgsidecar originates, and prebuilt constants for the fixed ones.
-
-import { AuthCode, BackendCode, FrontendCode, StartupCode } from "./codes.js";
+//
+// Toward the upstream the proxy is a client, and pg-protocol (node-postgres' own serializer)
+// builds what a client sends: Query, Parse, Close, Sync, Flush, Terminate, SSLRequest, the
+// password and SASL messages. Two stay hand-written: StartupMessage, because pg-protocol's
+// startup() always appends client_encoding=UTF8 (which would override a client_encoding we pass
+// on), and CancelRequest, because its cancel() takes the secret as one Int32 while we send back
+// whatever key the server gave (protocol 3.2 keys are up to 256 bytes).
+//
+// Toward its clients the proxy is a server, and pg-protocol only parses server messages: so
+// ErrorResponse, NoticeResponse, ReadyForQuery, ParameterStatus, BackendKeyData, the
+// Authentication requests, CommandComplete and the other server messages below are built here.
+import { serialize } from "pg-protocol";
+import { AuthCode, BackendCode, StartupCode } from "./codes.js";
 import { BufferWriter } from "./writer.js";
 
 function fixed(code: number, body: number[] = []): Buffer {
@@ -26,24 +37,14 @@ export const authenticationCleartext = fixed(BackendCode.Authentication, [
   0,
   AuthCode.CleartextPassword,
 ]);
-export const syncMessage = fixed(FrontendCode.Sync);
-export const flushMessage = fixed(FrontendCode.Flush);
-export const terminateMessage = fixed(FrontendCode.Terminate);
+export const syncMessage = serialize.sync();
+export const flushMessage = serialize.flush();
+export const terminateMessage = serialize.end();
 /** An empty Query: the cheapest round trip, answered by EmptyQueryResponse + ReadyForQuery. */
-export const emptyQuery = (() => {
-  const b = Buffer.alloc(6);
-  b[0] = FrontendCode.Query;
-  b.writeInt32BE(5, 1);
-  return b;
-})();
+export const emptyQuery = serialize.query("");
 export const sslRequestNo = Buffer.from("N");
 export const sslRequestYes = Buffer.from("S");
-export const sslRequestPacket = (() => {
-  const b = Buffer.alloc(8);
-  b.writeInt32BE(8, 0);
-  b.writeInt32BE(StartupCode.SSLRequest, 4);
-  return b;
-})();
+export const sslRequestPacket = serialize.requestSsl();
 
 export function readyForQuery(status: number): Buffer {
   if (status === 0x49) return readyForQueryIdle;
@@ -131,44 +132,35 @@ export function authenticationSASLFinal(data: string): Buffer {
 }
 
 export function query(sql: string): Buffer {
-  return new BufferWriter(sql.length + 8).cstring(sql).flush(FrontendCode.Query);
+  return serialize.query(sql);
 }
 
-/** Parse (F): statement name, query text and parameter type OIDs. */
+/**
+ * Parse (F): statement name, query text and parameter type OIDs (signed or unsigned: the same
+ * four bytes). pg-protocol warns on stderr about a name over 63 characters, which Postgres would
+ * truncate.
+ */
 export function parse(name: string, sql: string, paramTypes: ArrayLike<number>): Buffer {
-  const w = new BufferWriter(sql.length + name.length + 16).cstring(name).cstring(sql);
-  w.int16(paramTypes.length);
-  for (let i = 0; i < paramTypes.length; i++) w.int32(paramTypes[i]);
-  return w.flush(FrontendCode.Parse);
+  return serialize.parse({ name, text: sql, types: Array.from(paramTypes) });
 }
 
 /** Close (F) of a prepared statement ('S') or portal ('P'). */
 export function close(kind: "S" | "P", name: string): Buffer {
-  return new BufferWriter(name.length + 8)
-    .int8(kind.charCodeAt(0))
-    .cstring(name)
-    .flush(FrontendCode.Close);
+  return serialize.close({ type: kind, name });
 }
 
 export function passwordMessage(password: string): Buffer {
-  return new BufferWriter(password.length + 8)
-    .cstring(password)
-    .flush(FrontendCode.PasswordMessage);
+  return serialize.password(password);
 }
 
+/** SASLInitialResponse (F): the mechanism, then the Int32-prefixed client-first-message. */
 export function saslInitialResponse(mechanism: string, data: string): Buffer {
-  const bytes = Buffer.from(data);
-  return new BufferWriter(bytes.length + 32)
-    .cstring(mechanism)
-    .int32(bytes.length)
-    .bytes(bytes)
-    .flush(FrontendCode.PasswordMessage);
+  return serialize.sendSASLInitialResponseMessage(mechanism, data);
 }
 
+/** SASLResponse (F): the client-final-message. */
 export function saslResponse(data: string): Buffer {
-  return new BufferWriter(data.length + 8)
-    .bytes(Buffer.from(data))
-    .flush(FrontendCode.PasswordMessage);
+  return serialize.sendSCRAMClientFinalMessage(data);
 }
 
 export function startupMessage(params: Record<string, string>): Buffer {
