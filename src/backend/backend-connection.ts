@@ -7,6 +7,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { md5Password } from "../auth/md5.js";
 import { ScramClientExchange, ScramError } from "../auth/scram-sha-256.js";
+import * as clock from "../clock.js";
 import type { PasswordWithoutTls, UpstreamTarget } from "../config/schema.js";
 import {
   DisconnectReason,
@@ -50,14 +51,6 @@ export interface BackendListener {
   lost(reason: DisconnectReason, error: ServerError | null): void;
 }
 
-export const BackendState = {
-  Connecting: "connecting",
-  Idle: "idle",
-  Active: "active",
-  Closed: "closed",
-} as const;
-export type BackendState = (typeof BackendState)[keyof typeof BackendState];
-
 export interface BackendOptions {
   target: UpstreamTarget;
   /** The host name dialled (of several in a multi-host upstream), for TLS server identity. */
@@ -90,7 +83,6 @@ let nextId = 1;
 
 export class BackendConnection implements FrameSink {
   readonly id = nextId++;
-  state: BackendState = BackendState.Connecting;
   /** ParameterStatus values as this server last reported them. */
   readonly params = new Map<string, string>();
   /** Settings we SET on this server that it does not report (statement_timeout, ...). */
@@ -100,11 +92,11 @@ export class BackendConnection implements FrameSink {
   txStatus: number = TxStatus.Idle;
   readonly expected = new ExpectedResponses();
   readonly prepared: PreparedStatementCache;
-  readonly createdAt = Date.now();
+  readonly createdAt = clock.now();
   /** When the connection last went idle in the pool; drives server_idle_timeout. */
-  idleSince = Date.now();
+  idleSince = clock.now();
   /** When bytes last arrived from the server: proof of life (server_check_delay, response_timeout). */
-  lastReceivedAt = Date.now();
+  lastReceivedAt = clock.now();
   /** When bytes were last written to the server. */
   lastSentAt = 0;
   /** Set once the connection must not be reused; the reason is recorded when it closes. */
@@ -166,18 +158,18 @@ export class BackendConnection implements FrameSink {
   /** Opens the socket (with TLS per sslmode) and logs in. Rejects with ServerError or ProxyError. */
   connect(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = clock.after(this.options.connectTimeoutMs, () => {
         this.fail(
           new ProxyError("connect_timeout", "08006", "timeout while connecting to the server"),
           DisconnectReason.ConnectTimeout,
         );
-      }, this.options.connectTimeoutMs);
+      });
       this.loginResolve = () => {
-        clearTimeout(timer);
+        clock.cancel(timer);
         resolve();
       };
       this.loginReject = (err) => {
-        clearTimeout(timer);
+        clock.cancel(timer);
         reject(err);
       };
       const a = this.options.address;
@@ -212,7 +204,7 @@ export class BackendConnection implements FrameSink {
 
   private onData(chunk: Buffer): void {
     try {
-      this.lastReceivedAt = Date.now();
+      this.lastReceivedAt = clock.now();
       if (this.awaitingSslAnswer) {
         this.awaitingSslAnswer = false;
         this.onSslAnswer(chunk);
@@ -428,7 +420,7 @@ export class BackendConnection implements FrameSink {
     const s = this.socket;
     if (s === null || this.closed) return true;
     this.bytesSent += bytes.length;
-    this.lastSentAt = Date.now();
+    this.lastSentAt = clock.now();
     return s.write(bytes);
   }
 
@@ -471,7 +463,7 @@ export class BackendConnection implements FrameSink {
     if (s && !s.destroyed && this.loggedIn && reason !== DisconnectReason.Network) {
       // A polite Terminate lets the server end the session without logging an EOF.
       s.end(msg.terminateMessage);
-      setTimeout(() => s.destroy(), 1000).unref();
+      clock.after(1000, () => s.destroy());
     } else {
       s?.destroy();
     }
@@ -616,8 +608,7 @@ export class BackendConnection implements FrameSink {
       case BackendCode.ReadyForQuery:
         this.txStatus = buf[start + 5];
         this.loggedIn = true;
-        this.state = BackendState.Idle;
-        this.idleSince = Date.now();
+        this.idleSince = clock.now();
         this.loginResolve?.();
         this.loginResolve = null;
         this.loginReject = null;
@@ -802,10 +793,9 @@ export class BackendConnection implements FrameSink {
       // A certificate that fails verification will fail again: report it at once, no backoff.
       const tlsVerify = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err?.code ?? "");
       const code = tlsVerify ? "tls_verify" : "connect_failed";
-      this.fail(
-        this.fatal ?? new ProxyError(code, "08006", `could not connect to server: ${detail}`),
-        reason,
-      );
+      const failure = new ProxyError(code, "08006", `could not connect to server: ${detail}`);
+      if (err) failure.cause = err; // its code names the connect-failure reason
+      this.fail(this.fatal ?? failure, reason);
       return;
     }
     this.closeReason ??= reason;
@@ -816,7 +806,6 @@ export class BackendConnection implements FrameSink {
     if (this.closed) return;
     this.closed = true;
     this.bad = true;
-    this.state = BackendState.Closed;
     this.socket?.destroy();
     const l = this.listener;
     this.listener = null;

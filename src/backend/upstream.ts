@@ -2,6 +2,7 @@
 // failover behind a DNS name is followed) and paces reconnects with capped, jittered backoff.
 
 import { lookup } from "node:dns/promises";
+import * as clock from "../clock.js";
 import type { TargetSessionAttrs, UpstreamHost, UpstreamTarget } from "../config/schema.js";
 
 export const UpstreamState = {
@@ -46,7 +47,7 @@ export class Upstream {
   }
 
   /** Milliseconds until an attempt may start (0 = now). */
-  delay(now = Date.now()): number {
+  delay(now = clock.now()): number {
     return this.state === UpstreamState.Up ? 0 : Math.max(0, this.retryAt - now);
   }
 
@@ -56,7 +57,7 @@ export class Upstream {
     this.lastError = null;
   }
 
-  failed(err: Error, now = Date.now()): void {
+  failed(err: Error, now = clock.now()): void {
     // Attempts started together fail together: one round of failures is one step of backoff.
     if (this.state === UpstreamState.Backoff && now < this.retryAt) {
       this.lastError = err;
