@@ -1,36 +1,10 @@
-// Error classes with stable codes, and the closed set of reasons a connection can end.
+// Error classes with stable codes, and the reason a server FATAL closes its connection with.
 
 import { type ErrorFields, errorResponse } from "./protocol/messages.js";
+import { DisconnectReason } from "./reasons.js";
 
-/** Why a server (backend) or client connection was closed: the log field and the metric label. */
-export const DisconnectReason = {
-  IdleTimeout: "idle_timeout",
-  Lifetime: "lifetime",
-  CheckFailed: "check_failed",
-  /** The server sent FATAL 57P01 (pg_terminate_backend, smart/fast shutdown). */
-  Terminated: "terminated",
-  /** The server crashed or was stopped immediately (57P02, or a reset without a message). */
-  Crashed: "crashed",
-  /** FATAL 57P05 idle_session_timeout or 25P03 idle_in_transaction_session_timeout. */
-  ServerTimeout: "server_timeout",
-  /** The socket closed or failed without a message from the server. */
-  Network: "network",
-  ProtocolError: "protocol_error",
-  LoginFailed: "login_failed",
-  ConnectTimeout: "connect_timeout",
-  ResponseTimeout: "response_timeout",
-  ClientGone: "client_gone",
-  ResetFailed: "reset_failed",
-  Reconnect: "reconnect",
-  Shutdown: "shutdown",
-  PoolShrink: "pool_shrink",
-  ServerFatal: "server_fatal",
-  /** A pinned client's server died with state pgsidecar cannot restore: the client is closed. */
-  ServerLost: "server_lost",
-  /** The server's role no longer fits target_session_attrs (a failover: writer turned reader). */
-  RoleChanged: "role_changed",
-} as const;
-export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
+// Server disconnect reasons live in reasons.ts (imported by metrics too); re-exported for callers.
+export { DisconnectReason };
 
 /** An error that reaches a client as an ErrorResponse with a real SQLSTATE. */
 export class ProxyError extends Error {

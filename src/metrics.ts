@@ -4,8 +4,7 @@
 
 import { readFileSync } from "node:fs";
 import client from "prom-client";
-import { DisconnectReason } from "./errors.js";
-import { PinReason } from "./frontend/session-state.js";
+import { ClientCloseReason, DisconnectReason, PinReason, ReplayOutcome } from "./reasons.js";
 
 export interface PoolSnapshot {
   database: string;
@@ -34,8 +33,6 @@ export const LATENCY_BUCKETS: readonly number[] = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
 
-export const ReplayOutcome = ["succeeded", "gave_up", "not_retryable"] as const;
-export type ReplayOutcome = (typeof ReplayOutcome)[number];
 export const StatementResult = ["hit", "miss", "reprepare"] as const;
 export type StatementResult = (typeof StatementResult)[number];
 
@@ -209,8 +206,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly clientsClosed = new client.Counter({
+    name: "pgsidecar_client_connections_closed_total",
+    help: "Client connections closed, by reason (client_exit, client_gone, login_failed, idle_timeout, protocol_error, shutdown, ...).",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
+
   constructor(snapshot: () => PoolSnapshot[], clientsTotal: () => number) {
     const reg = this.registry;
+    // Every reason starts at 0, so that increase() sees the first close of each.
+    for (const reason of Object.values(ClientCloseReason)) this.clientsClosed.inc({ reason }, 0);
     const pools = () => this.pools.values();
 
     // --- counters kept in PoolStats -----------------------------------------------------------
@@ -265,7 +271,7 @@ export class Metrics {
       "pgsidecar_replays_total",
       "Units whose server was lost before any reply reached the client, by outcome: succeeded (replayed and completed), gave_up (retry_max reached or replay failed), not_retryable (retry policy).",
       ["outcome"],
-      (s) => ReplayOutcome.map((o) => [{ outcome: o }, s.replays[o]]),
+      (s) => Object.values(ReplayOutcome).map((o) => [{ outcome: o }, s.replays[o]]),
     );
     poolCounter(
       "pgsidecar_prepared_statement_lookups_total",

@@ -305,6 +305,20 @@ export function buildDashboard() {
     )
     .withPanel(
       graph(
+        "Client disconnects by reason",
+        "Client connections closed: client_exit (Terminate) and cancel_request are routine; client_gone (no Terminate), login_failed, login_timeout, idle_timeout, write_timeout, protocol_error, server_lost (a pinned server died), shutdown, internal_error.",
+        "short",
+        [
+          q(
+            `sum by (reason) (increase(pgsidecar_client_connections_closed_total{${POD}}${RATE})) > 0`,
+            "{{reason}}",
+          ),
+        ],
+        { bars: true },
+      ),
+    )
+    .withPanel(
+      graph(
         "Reconnects and connect failures",
         "Server connections opened (replacements included), failed connect attempts by SQLSTATE, and upstreams backing off.",
         "short",
@@ -316,6 +330,7 @@ export function buildDashboard() {
           ),
           q(`sum(1 - pgsidecar_upstream_up{${POOL}})`, "upstreams backing off"),
         ],
+        { width: 8 },
       ),
     )
     .withPanel(
@@ -329,7 +344,7 @@ export function buildDashboard() {
             "{{outcome}}",
           ),
         ],
-        { bars: true },
+        { bars: true, width: 8 },
       ),
     )
     .withPanel(
@@ -343,7 +358,7 @@ export function buildDashboard() {
             "{{sqlstate}}",
           ),
         ],
-        { bars: true },
+        { bars: true, width: 8 },
       ),
     );
 

@@ -30,6 +30,7 @@ import {
   startupPacketLength,
 } from "../protocol/startup.js";
 import { frontendMessageError } from "../protocol/validate.js";
+import { ClientCloseReason, PinReason, ReplayOutcome } from "../reasons.js";
 import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from "./client-auth.js";
 import { ClientSettings, setStatement } from "./client-settings.js";
@@ -43,12 +44,7 @@ import {
   renameStatements,
 } from "./replies.js";
 import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-policy.js";
-import {
-  detectSessionState,
-  PinReason,
-  type StateChange,
-  TRACKED_PARAMETERS,
-} from "./session-state.js";
+import { detectSessionState, type StateChange, TRACKED_PARAMETERS } from "./session-state.js";
 import { classifyStatement } from "./statement-class.js";
 import { mayCommit, transactionControl } from "./transaction-words.js";
 import { countSyncs, type ListenCommand, listenCommand, unitTexts } from "./unit-frames.js";
@@ -93,14 +89,15 @@ export interface SessionContext {
   /** Admin console sessions (database `pgsidecar`); null when the user may not use it. */
   openAdmin?(session: ClientSession): boolean;
   adminQuery?(session: ClientSession, sql: string): Buffer[];
-  sessionClosed(session: ClientSession): void;
+  /** Called once per session, with the reason it closed (counted by reason). */
+  sessionClosed(session: ClientSession, reason: ClientCloseReason): void;
   events: SessionEvents;
 }
 
 export interface SessionEvents {
   clientError(session: ClientSession, sqlstate: string): void;
-  replay(session: ClientSession, outcome: "succeeded" | "gave_up" | "not_retryable"): void;
-  pinned(session: ClientSession, reason: string): void;
+  replay(session: ClientSession, outcome: ReplayOutcome): void;
+  pinned(session: ClientSession, reason: PinReason): void;
   statement(session: ClientSession, kind: "hit" | "miss" | "reprepare"): void;
   unitDone(session: ClientSession, seconds: number, transactionEnded: boolean): void;
   bytes(direction: "in" | "out", n: number): void;
@@ -224,7 +221,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   /** The client went away: close, with the same last-resort guard as onData. */
   private closeGuarded(): void {
     try {
-      this.close(DisconnectReason.ClientGone);
+      this.close(ClientCloseReason.ClientGone);
     } catch (err) {
       this.onInternalError(err);
     }
@@ -260,13 +257,16 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.ctx.events.internalError(this);
     const alreadyClosing = this.closing;
     try {
-      this.fatal(new ProxyError("internal_error", "XX000", "internal error in pgsidecar", "FATAL"));
+      this.fatal(
+        ClientCloseReason.InternalError,
+        new ProxyError("internal_error", "XX000", "internal error in pgsidecar", "FATAL"),
+      );
       if (!alreadyClosing) return;
     } catch {
       // closing failed as well: drop the socket and forget the session at least
     }
     this.socket.destroy();
-    this.ctx.sessionClosed(this);
+    this.ctx.sessionClosed(this, ClientCloseReason.InternalError);
   }
 
   // --- startup -----------------------------------------------------------------------------------
@@ -290,8 +290,12 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       // Where Postgres only logs (an impossible length, a bad CancelRequest) it closes without a
       // word: a client that sends Terminate before its StartupMessage (node-postgres's end()
       // right after connect()) must not see an error it would report.
-      if (e.quiet) this.close(DisconnectReason.ProtocolError);
-      else this.fatal(new ProxyError("startup", e.sqlstate ?? "08P01", e.message, "FATAL"));
+      if (e.quiet) this.close(ClientCloseReason.ProtocolError);
+      else
+        this.fatal(
+          ClientCloseReason.ProtocolError,
+          new ProxyError("startup", e.sqlstate ?? "08P01", e.message, "FATAL"),
+        );
       return;
     }
     const rest = this.startupBuf.subarray(len);
@@ -302,6 +306,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         if (rest.length > 0) {
           // Data after the request would be read as if it came over TLS (CVE-2021-23222).
           this.fatal(
+            ClientCloseReason.ProtocolError,
             new ProxyError(
               "startup",
               "08P01",
@@ -320,7 +325,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         return;
       case "cancel":
         this.ctx.cancels.cancel(packet.pid, packet.secret);
-        this.close(DisconnectReason.ClientGone);
+        this.close(ClientCloseReason.CancelRequest);
         return;
       case "startup":
         this.onStartupMessage(packet);
@@ -334,7 +339,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     raw.removeAllListeners("close");
     raw.removeAllListeners("end");
     raw.removeAllListeners("error");
-    raw.on("error", () => this.close(DisconnectReason.ClientGone));
+    raw.on("error", () => this.close(ClientCloseReason.ClientGone));
     const secure = new tls.TLSSocket(raw as net.Socket, {
       isServer: true,
       secureContext: this.ctx.tls as tls.SecureContext,
@@ -348,7 +353,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private startDirectTls(hello: Buffer): void {
     this.startupBuf = Buffer.alloc(0);
     if (!this.ctx.tls) {
-      this.close(DisconnectReason.ProtocolError);
+      this.close(ClientCloseReason.ProtocolError);
       return;
     }
     const raw = this.socket;
@@ -403,6 +408,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     }
     if (p.params.get("replication") && p.params.get("replication") !== "false") {
       this.fatal(
+        ClientCloseReason.ProtocolError,
         new ProxyError(
           "replication",
           "08P01",
@@ -415,6 +421,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     if (this.ctx.tlsRequired && !(this.socket instanceof tls.TLSSocket) && this.remote !== "unix") {
       // Postgres's hostssl-only refusal: 28000 once the StartupMessage is read.
       this.fatal(
+        ClientCloseReason.LoginFailed,
         new ProxyError("tls_required", "28000", "pgsidecar requires TLS connections", "FATAL"),
       );
       return;
@@ -436,7 +443,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
           { client: this.id, user: this.user, sqlstate: step.error.sqlstate },
           "client authentication failed",
         );
-        this.fatal(step.error);
+        this.fatal(ClientCloseReason.LoginFailed, step.error);
         return;
       case "ok":
         if (step.message) this.socket.write(step.message);
@@ -450,12 +457,16 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   private afterAuthentication(): void {
     if (this.ctx.draining) {
-      this.fatal(new ProxyError("shutdown", "57P01", "the sidecar is shutting down", "FATAL"));
+      this.fatal(
+        ClientCloseReason.Shutdown,
+        new ProxyError("shutdown", "57P01", "the sidecar is shutting down", "FATAL"),
+      );
       return;
     }
     if (this.ctx.openAdmin && this.database === "pgsidecar") {
       if (!this.ctx.openAdmin(this)) {
         this.fatal(
+          ClientCloseReason.LoginFailed,
           new ProxyError(
             "admin_denied",
             "28000",
@@ -477,6 +488,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     const route = this.ctx.route(this.database, this.user);
     if (route === null) {
       this.fatal(
+        ClientCloseReason.LoginFailed,
         new ProxyError(
           "no_database",
           "3D000",
@@ -545,7 +557,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         }
         route.pool.release(conn); // the failed statement left nothing behind (one implicit transaction)
         this.socket.write(asFatal(rejected));
-        this.close(DisconnectReason.LoginFailed);
+        this.close(ClientCloseReason.LoginFailed);
       },
       lost: (_reason, error) => this.loginFailed(error ?? lostConnectionError(false)),
     };
@@ -557,10 +569,13 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     if ("raw" in err) {
       // A server FATAL the client must see (bad password upstream, database gone), unchanged.
       this.socket.write(err.raw);
-      this.close(DisconnectReason.LoginFailed);
+      this.close(ClientCloseReason.LoginFailed);
       return;
     }
-    this.fatal(new ProxyError(err.code, err.sqlstate, err.message, "FATAL", err.detail));
+    this.fatal(
+      ClientCloseReason.LoginFailed,
+      new ProxyError(err.code, err.sqlstate, err.message, "FATAL", err.detail),
+    );
   }
 
   private finishLogin(serverParams: ReadonlyMap<string, string>): void {
@@ -596,9 +611,10 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private onLoginTimeout(): void {
     if (this.state === SessionState.Closed || this.state === SessionState.Idle) return;
     this.log.info({ client: this.id, state: this.state }, "client_login_timeout");
-    if (this.state === SessionState.Startup) this.close(DisconnectReason.ClientGone);
+    if (this.state === SessionState.Startup) this.close(ClientCloseReason.LoginTimeout);
     else
       this.fatal(
+        ClientCloseReason.LoginTimeout,
         new ProxyError(
           "login_timeout",
           "08P01",
@@ -615,6 +631,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       case SessionState.Authenticating:
         if (code !== FrontendCode.PasswordMessage) {
           this.fatal(
+            ClientCloseReason.ProtocolError,
             new ProxyError(
               "auth_protocol",
               "08P01",
@@ -653,7 +670,10 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   onProtocolError(message: string): void {
     this.log.info({ client: this.id, err: message }, "client protocol violation");
-    this.fatal(new ProxyError("protocol_violation", "08P01", message, "FATAL"));
+    this.fatal(
+      ClientCloseReason.ProtocolError,
+      new ProxyError("protocol_violation", "08P01", message, "FATAL"),
+    );
     // Nothing more it sends matters: stop reading rather than take in (and discard) the rest of a
     // flood while the socket lingers; it is destroyed shortly (close()).
     this.socket.pause();
@@ -665,7 +685,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     if (malformed !== null) return this.onProtocolError(malformed);
     switch (code) {
       case FrontendCode.Terminate:
-        this.close(DisconnectReason.ClientGone);
+        this.close(ClientCloseReason.ClientExit);
         return;
       case FrontendCode.Query:
       case FrontendCode.Parse:
@@ -1399,7 +1419,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     }
   }
 
-  private pin(conn: BackendConnection, reason: string): void {
+  private pin(conn: BackendConnection, reason: PinReason): void {
     if (conn.pins.has(reason)) return;
     conn.pins.add(reason);
     this.ctx.events.pinned(this, reason);
@@ -1531,7 +1551,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.flushOut();
     this.releaseHeld();
     this.flushClient();
-    if (this.replays > 0) this.ctx.events.replay(this, "succeeded");
+    if (this.replays > 0) this.ctx.events.replay(this, ReplayOutcome.Succeeded);
     this.ctx.events.unitDone(
       this,
       (performance.now() - this.unitStartedAt) / 1000,
@@ -1682,7 +1702,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     };
     if (!inTransaction && policy) {
       // Part of its reply reached the client: never replayed, whatever the policy.
-      const verdict = this.unitForwarded ? "not_retryable" : policy.decide(lostUnit);
+      const verdict = this.unitForwarded ? ReplayOutcome.NotRetryable : policy.decide(lostUnit);
       if (verdict === "replay") {
         this.replays++;
         this.log.info(
@@ -1693,7 +1713,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         return;
       }
       // gave_up is counted by failUnit (this.replays > 0), once.
-      if (verdict === "not_retryable") this.ctx.events.replay(this, "not_retryable");
+      if (verdict === ReplayOutcome.NotRetryable) {
+        this.ctx.events.replay(this, ReplayOutcome.NotRetryable);
+      }
     }
     const outcome = this.lostUnitOutcome(lostUnit, inTransaction);
     this.failUnit(outcome.error, outcome.status, owed);
@@ -1763,7 +1785,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.ctx.events.clientError(this, err.sqlstate);
     this.writeClient(err.toMessage());
     this.flushClient();
-    this.close(DisconnectReason.ServerLost);
+    this.close(ClientCloseReason.ServerLost);
   }
 
   /** Ends the current unit with a non-fatal error: one ErrorResponse + ReadyForQuery per Sync owed. */
@@ -1788,7 +1810,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     // A transaction that ended as failed is answered by us until the client's ROLLBACK.
     this.lostTransaction = status === TxStatus.Failed;
     this.txStatus = status;
-    if (this.replays > 0) this.ctx.events.replay(this, "gave_up");
+    if (this.replays > 0) this.ctx.events.replay(this, ReplayOutcome.GaveUp);
     this.applyUnlistens();
     this.unit = [];
     this.unitBytes = 0;
@@ -1889,7 +1911,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   private onAdminMessage(code: number, buf: Buffer, start: number, end: number): void {
     if (code === FrontendCode.Terminate) {
-      this.close(DisconnectReason.ClientGone);
+      this.close(ClientCloseReason.ClientExit);
       return;
     }
     if (code !== FrontendCode.Query) {
@@ -1939,7 +1961,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     );
     this.ctx.events.clientError(this, err.sqlstate);
     this.socket.write(err.toMessage()); // read only if the client ever reads again
-    this.close(DisconnectReason.ClientGone);
+    this.close(ClientCloseReason.WriteTimeout);
   }
 
   /** client_idle_timeout: closes a client idle (no transaction, no server) for longer than `ms`. */
@@ -1948,6 +1970,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       return;
     if (now - this.lastActivityAt <= ms) return;
     this.fatal(
+      ClientCloseReason.IdleTimeout,
       new ProxyError(
         "client_idle_timeout",
         "57P05",
@@ -1972,19 +1995,16 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     conn.cancel(() => this.lease === conn && !conn.expected.empty);
   }
 
-  /** Sends a FATAL (when the protocol allows one) and closes. */
-  fatal(err: ProxyError): void {
+  /** Sends a FATAL (when the protocol allows one) and closes for `reason`. */
+  fatal(reason: ClientCloseReason, err: ProxyError): void {
     if (this.state === SessionState.Closed) return;
     this.ctx.events.clientError(this, err.sqlstate);
     this.socket.write(err.toMessage());
-    // Authentication and routing refusals (28xxx, 3D000, 57P0x at login) are failed logins;
-    // anything else at this point is a protocol violation.
-    const login = /^(28|3D|57|53|08006)/.test(err.sqlstate) && this.state !== SessionState.Idle;
-    this.close(login ? DisconnectReason.LoginFailed : DisconnectReason.ProtocolError);
+    this.close(reason);
   }
 
   /** Closes the client: withdraws a wait, returns (or cleans) the server, frees the cancel key. */
-  close(reason: DisconnectReason): void {
+  close(reason: ClientCloseReason): void {
     if (this.closing) return;
     this.closing = true;
     const wasActive = this.state;
@@ -2017,7 +2037,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       { client: this.id, pool: this.route?.pool.key, reason, state: wasActive },
       "client closed",
     );
-    this.ctx.sessionClosed(this);
+    this.ctx.sessionClosed(this, reason);
   }
 }
 

@@ -4,10 +4,12 @@
 
 import type { ServerError } from "../errors.js";
 import { FrontendCode } from "../protocol/codes.js";
+import { ReplayOutcome } from "../reasons.js";
 import { classifyStatement, type StatementClass } from "./statement-class.js";
 
 export type RetryMode = "off" | "safe" | "all";
-export type RetryVerdict = "replay" | "gave_up" | "not_retryable";
+/** Replay the unit now, or the outcome that ends it (succeeded is known only after a replay). */
+export type RetryVerdict = "replay" | Exclude<ReplayOutcome, typeof ReplayOutcome.Succeeded>;
 
 export interface LostUnit {
   /** The unit's client frames, or null when it outgrew retry_buffer_bytes. */
@@ -63,8 +65,8 @@ export class RetryPolicy {
   ) {}
 
   decide(lost: LostUnit): RetryVerdict {
-    if (this.mode === "off" || lost.unit === null) return "not_retryable";
-    if (lost.replays >= this.maxReplays) return "gave_up";
+    if (this.mode === "off" || lost.unit === null) return ReplayOutcome.NotRetryable;
+    if (lost.replays >= this.maxReplays) return ReplayOutcome.GaveUp;
     if (!lost.written) return "replay";
     if (!lost.replied && lost.resetBeforeRead) return "replay";
     if (lost.uncommitted) return "replay";
@@ -72,7 +74,7 @@ export class RetryPolicy {
       return "replay";
     }
     if (this.mode === "all") return "replay";
-    return this.readOnly(lost) ? "replay" : "not_retryable";
+    return this.readOnly(lost) ? "replay" : ReplayOutcome.NotRetryable;
   }
 
   /** True when every statement the unit executes is read-only by classification. */

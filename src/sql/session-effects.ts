@@ -4,28 +4,12 @@
 // What cannot be parsed, or means different things under the two standard_conforming_strings
 // settings, pins.
 
+import { PinReason } from "../reasons.js";
 import { nonStandardStringsVariant } from "./escapes.js";
 import { boolConst, nameList, nodeBody, nodeType, parseSql, stringConst, walk } from "./parser.js";
 
-/** Why a server is tied to its client; the same string in logs, metrics and SHOW CLIENTS. */
-export const PinReason = {
-  /** A session SET of a parameter that is not re-applied on the next server. */
-  Set: "set",
-  /** SET ROLE (the proxy cannot restore it: it would need the client's privileges). */
-  SetRole: "set_role",
-  SessionAuthorization: "session_authorization",
-  Listen: "listen",
-  TempTable: "temp_table",
-  AdvisoryLock: "advisory_lock",
-  HoldCursor: "hold_cursor",
-  SqlPrepare: "sql_prepare",
-  PreparedStatement: "prepared_statement",
-  /** DO, CALL, LOAD: code whose effects the proxy cannot see. */
-  UnknownCode: "unknown_code",
-  /** Text that may carry session state but could not be parsed (or read unambiguously). */
-  Unparsed: "unparsed",
-} as const;
-export type PinReason = (typeof PinReason)[keyof typeof PinReason];
+// PinReason lives in reasons.ts (metrics and backend use it too); re-exported for callers.
+export { PinReason };
 
 /** Parameters whose changes Postgres reports with ParameterStatus: they are re-applied, not pinned. */
 export const TRACKED_PARAMETERS: ReadonlySet<string> = new Set([
