@@ -4,7 +4,13 @@
 
 import { readFileSync } from "node:fs";
 import client from "prom-client";
-import { ClientCloseReason, DisconnectReason, PinReason, ReplayOutcome } from "./reasons.js";
+import {
+  ClientCloseReason,
+  type ConnectFailureReason,
+  DisconnectReason,
+  PinReason,
+  ReplayOutcome,
+} from "./reasons.js";
 
 export interface PoolSnapshot {
   database: string;
@@ -57,6 +63,11 @@ export class Buckets {
   }
 }
 
+/** The key of PoolStats.connectFailures: a ConnectFailureReason and a SQLSTATE (no spaces in either). */
+export function connectFailureKey(reason: ConnectFailureReason, sqlstate: string): string {
+  return `${reason} ${sqlstate}`;
+}
+
 /** Bumps `key` in a map of counts. For label values that come from a closed set. */
 export function bump(map: Map<string, number>, key: string, n = 1): void {
   map.set(key, (map.get(key) ?? 0) + n);
@@ -74,7 +85,7 @@ export class PoolStats {
   readonly serversClosed = new Map<string, number>(
     Object.values(DisconnectReason).map((r) => [r, 0]),
   );
-  /** By SQLSTATE, or "network" when the attempt failed below the protocol. */
+  /** By connectFailureKey(reason, SQLSTATE): "network" for the SQLSTATE below the protocol. */
   readonly connectFailures = new Map<string, number>();
   readonly replays: Record<ReplayOutcome, number> = {
     succeeded: 0,
@@ -251,9 +262,13 @@ export class Metrics {
     );
     poolCounter(
       "pgsidecar_upstream_connect_failures_total",
-      "Failed attempts to open a server connection, by SQLSTATE (or 'network' below the protocol).",
-      ["sqlstate"],
-      (s) => mapRows(s.connectFailures, "sqlstate"),
+      "Failed attempts to open a server connection, by reason (dns, refused, timeout, tls, auth, server_error) and SQLSTATE (or 'network' below the protocol).",
+      ["reason", "sqlstate"],
+      (s) =>
+        [...s.connectFailures].map(([key, n]) => {
+          const [reason, sqlstate] = key.split(" ", 2);
+          return [{ reason, sqlstate }, n];
+        }),
     );
     poolCounter(
       "pgsidecar_queries_total",

@@ -33,7 +33,7 @@ import { Listener } from "./frontend/listener.js";
 import { NotificationHub } from "./frontend/notification-hub.js";
 import { RetryPolicy } from "./frontend/retry-policy.js";
 import type { Logger } from "./log.js";
-import { bump, Metrics, type PoolSnapshot } from "./metrics.js";
+import { bump, connectFailureKey, Metrics, type PoolSnapshot } from "./metrics.js";
 import { ClientCloseReason } from "./reasons.js";
 import { loadSqlParser } from "./sql/parser.js";
 
@@ -568,8 +568,9 @@ export class Sidecar {
       bump(this.metrics.pool(pool).serversClosed, reason);
       if (conn.internalError) this.serverInternalError(pool.key, conn.id, conn.internalError);
     },
-    connectFailed: (pool, err) => {
-      bump(this.metrics.pool(pool).connectFailures, (err as ServerError).sqlstate ?? "network");
+    connectFailed: (pool, err, reason) => {
+      const sqlstate = (err as ServerError).sqlstate ?? "network";
+      bump(this.metrics.pool(pool).connectFailures, connectFailureKey(reason, sqlstate));
       if ((err as ProxyError).code === "internal_error") this.serverInternalError(pool.key, 0, err);
     },
     checkoutWaited: (pool, seconds) => this.metrics.pool(pool).checkoutWait.observe(seconds),

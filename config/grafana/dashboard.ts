@@ -320,13 +320,13 @@ export function buildDashboard() {
     .withPanel(
       graph(
         "Reconnects and connect failures",
-        "Server connections opened (replacements included), failed connect attempts by SQLSTATE, and upstreams backing off.",
+        "Server connections opened (replacements included), failed connect attempts by reason (dns, refused, timeout, tls, auth, server_error), and upstreams backing off.",
         "short",
         [
           q(`sum(increase(pgsidecar_server_connections_opened_total{${POOL}}${RATE}))`, "opened"),
           q(
-            `sum by (sqlstate) (increase(pgsidecar_upstream_connect_failures_total{${POOL}}${RATE})) > 0`,
-            "failed: {{sqlstate}}",
+            `sum by (reason) (increase(pgsidecar_upstream_connect_failures_total{${POOL}}${RATE})) > 0`,
+            "failed: {{reason}}",
           ),
           q(`sum(1 - pgsidecar_upstream_up{${POOL}})`, "upstreams backing off"),
         ],

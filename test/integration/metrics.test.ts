@@ -185,6 +185,7 @@ describe("metrics endpoint", () => {
         value(m, "pgsidecar_upstream_connect_failures_total", {
           database: "postgres",
           user: "postgres",
+          reason: "refused",
           sqlstate: "08006",
         }),
       ).toBeGreaterThanOrEqual(1);

@@ -251,7 +251,7 @@ describe("scale to zero", () => {
       );
       const cannotConnectNow = await metric(
         proxy.proxy,
-        'pgsidecar_upstream_connect_failures_total{database="postgres",user="restarter",sqlstate="57P03"}',
+        'pgsidecar_upstream_connect_failures_total{database="postgres",user="restarter",reason="server_error",sqlstate="57P03"}',
       );
       console.log(
         `wake through 57P03 then a restart: query ${tookMs} ms, wake histogram count ${count} sum ${sum.toFixed(3)} s, failed logins ${failures} (57P03: ${cannotConnectNow})`,

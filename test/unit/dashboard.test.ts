@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { parser } from "@prometheus-io/lezer-promql";
 import { describe, expect, it } from "vitest";
 import { dashboardJson } from "../../config/grafana/dashboard.js";
-import { Metrics, type PoolSnapshot } from "../../src/metrics.js";
+import { connectFailureKey, Metrics, type PoolSnapshot } from "../../src/metrics.js";
 
 const FILE = new URL("../../config/grafana/pgsidecar-dashboard.json", import.meta.url);
 
@@ -63,7 +63,7 @@ async function exportedSeries(): Promise<Map<string, Set<string>>> {
   );
   const stats = metrics.pool({ database: "db", user: "u" });
   stats.clientErrors.set("08006", 1);
-  stats.connectFailures.set("network", 1);
+  stats.connectFailures.set(connectFailureKey("refused", "network"), 1);
   metrics.clientsRejected.inc({ reason: "max_client_conn" });
   // Scrape-time targets labels: added by Prometheus (static config or Kubernetes discovery).
   const scrape = ["job", "instance", "pod"];
