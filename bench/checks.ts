@@ -177,9 +177,9 @@ export function checks(r: BenchReport, sidecar = "pgsidecar"): Check[] {
 }
 
 /** The compact pass/fail table: the report's Targets section and what `--quick` is read for. */
-export function targetsTable(cs: Check[]): string[] {
+export function targetsTable(cs: Check[], sidecar = "pgsidecar"): string[] {
   return table(
-    ["Target (issue 14)", "pgsidecar", "vs relay", "vs PgBouncer", "vs direct", "Need", "Result"],
+    ["Target (issue 14)", sidecar, "vs relay", "vs PgBouncer", "vs direct", "Need", "Result"],
     "lrrrrll",
     cs.map((c) => [
       c.what,

@@ -20,7 +20,7 @@ Options:
   --reps <n>          Interleaved repetitions of every (scenario, target) (default 3)
   --quick             Regression guard (under 2 minutes): 2 s, 1 repetition, the scenarios the
                       targets need (${QUICK_IDS.join(", ")}),
-                      200 idle clients, RESULTS.md not written
+                      1,000 idle clients, RESULTS.md not written
   --idle <list>       Idle clients opened through each pooler, comma-separated counts, each on a
                       freshly started pooler (default 1000; 0 skips the test)
   --scenarios <list>  Comma-separated scenario ids (default all; see below)
@@ -111,7 +111,7 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): Options {
     quick,
     seconds: int(values.seconds, quick ? 2 : 10, "seconds", 1),
     reps: int(values.reps, quick ? 1 : 3, "reps", 1),
-    idle: (values.idle ?? (quick ? "200" : "1000"))
+    idle: (values.idle ?? "1000")
       .split(",")
       .map((v) => int(v.trim(), 0, "idle"))
       .filter((n) => n > 0),

@@ -106,8 +106,8 @@ function latencySection(r: BenchReport): string[] {
         f(x.p99Ms, 3),
         isProxy ? signed(a50) : "–",
         isProxy ? signed(added(x, "p99Ms")) : "–",
-        isProxy && t !== BOUNCER && bouncerAdded > 0 ? ratio(a50, bouncerAdded) : "–",
-        isProxy && t !== RELAY && relayAdded > 0 ? ratio(a50, relayAdded) : "–",
+        isProxy && t !== BOUNCER && a50 > 0 && bouncerAdded > 0 ? ratio(a50, bouncerAdded) : "–",
+        isProxy && t !== RELAY && a50 > 0 && relayAdded > 0 ? ratio(a50, relayAdded) : "–",
       ]);
     }
   }
@@ -149,7 +149,7 @@ function seedSection(r: BenchReport): string[] {
   const head = [
     `## Seed workload (psycopg 3, checkpointer mix, ${seed.tasks} tasks)`,
     "",
-    `demo/checkpointer_workload.py with the forum thread's pool: AsyncConnectionPool(max_size=30, min_size=2, kwargs autocommit, dict_row, prepare_threshold=0); ${seed.tasks} tasks, each playing get_tuple (SELECT), put (pipelined upserts) and put_writes (pipelined upserts) ${seed.thinkMs > 0 ? `with a mean pause of ${seed.thinkMs} ms` : "back to back"} for ${r.seconds} s; the tables are emptied before each run. ops = completed calls; p50/p99 per call. Each run opens a fresh psycopg pool: direct, every connection is a new backend (fork, SCRAM, cold caches); the poolers' servers are already open.`,
+    `demo/checkpointer_workload.py with the forum thread's pool: AsyncConnectionPool(max_size=30, min_size=2, kwargs autocommit, dict_row, prepare_threshold=0); ${seed.tasks} tasks, each playing get_tuple (SELECT), put (pipelined upserts) and put_writes (pipelined upserts) ${seed.thinkMs > 0 ? `with a mean pause of ${seed.thinkMs} ms` : "back to back"} for ${r.seconds} s, after a warm-up run per target; the tables are emptied before each run. ops = completed calls; p50/p99 per call. Each run opens a fresh psycopg pool: direct, every connection is a new backend (fork, SCRAM, cold caches); the poolers' servers are already open.`,
     "",
   ];
   if (seed.unavailable) return [...head, `Not run: ${seed.unavailable}`, ""];
@@ -286,7 +286,7 @@ export function markdown(r: BenchReport): string {
   );
   for (const sc of r.targets.filter((t) => t.startsWith("pgsidecar"))) {
     const cs = checks(r, sc);
-    if (cs.length > 0) lines.push(`## Targets (${sc}, issue 14)`, "", ...targetsTable(cs), "");
+    if (cs.length > 0) lines.push(`## Targets (${sc}, issue 14)`, "", ...targetsTable(cs, sc), "");
   }
   lines.push(...throughputSection(r), ...latencySection(r), ...seedSection(r));
   lines.push(...idleSection(r), ...prefilterSection(r));

@@ -259,11 +259,11 @@ async function main(): Promise<void> {
     seedTargets.push(...targets.flatMap((t) => (t.name === "pgbouncer" ? [t, session] : [t])));
   }
   const total =
-    o.scenarios.length * targets.length * o.reps * (o.seconds + 1) +
-    seedTargets.length * o.reps * (o.seconds + 3) +
+    o.scenarios.length * targets.length * o.reps * (o.seconds + 0.5) +
+    seedTargets.length * o.reps * (o.seconds + 1) +
     o.idle.length * poolers.length * (10 + o.idle.reduce((a, b) => a + b, 0) / 500) +
     (o.prefilterCalls > 0 ? 20 : 0);
-  log(`about ${Math.ceil(total / 60)} min ahead`);
+  log(`about ${total < 120 ? `${Math.ceil(total)} s` : `${Math.ceil(total / 60)} min`} ahead`);
   const watchdog = setTimeout(
     () => {
       log("watchdog: the benchmark overran its time budget; stopping");
@@ -311,10 +311,11 @@ async function main(): Promise<void> {
         tasks: o.seedTasks,
         thinkMs: o.seedThinkMs,
       });
-    // Warm-up: Postgres's caches for the checkpointer tables, so the first target is not the cold one.
-    if (runSeedToo) {
-      const warm = await seedRun(targets[0], o.warmupSeconds);
-      log(`seed warm-up postgres: ${warm.ok ? `${warm.opsPerS.toFixed(0)} ops/s` : warm.error}`);
+    // Warm-up, as for pgbench: Postgres's caches for the checkpointer tables, and each pooler's
+    // servers (statements pgsidecar prepares on them). Transaction-mode PgBouncer only fails.
+    for (const t of seedTargets.filter((x) => x.name !== "pgbouncer")) {
+      const warm = await seedRun(t, o.warmupSeconds);
+      log(`seed warm-up ${t.name}: ${warm.ok ? `${warm.opsPerS.toFixed(0)} ops/s` : warm.error}`);
     }
     for (let rep = 1; rep <= o.reps; rep++) {
       for (const t of seedTargets) {
