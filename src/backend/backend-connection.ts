@@ -20,6 +20,7 @@ import { isLoopbackHost } from "../loopback.js";
 import { AuthCode, BackendCode, FrontendCode, TxStatus } from "../protocol/codes.js";
 import { FrameScanner, type FrameSink, streamedCodes } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
+import type { PinReason } from "../reasons.js";
 import { Action, ExpectedResponses } from "./expected-responses.js";
 import { enableKeepalive, type KeepaliveSettings } from "./keepalive.js";
 import { type KnownStatements, PreparedStatementCache } from "./prepared-statements.js";
@@ -75,6 +76,7 @@ export interface BackendOptions {
   maxScramIterations?: number;
 }
 
+const NOTHING_TO_EVICT: readonly string[] = [];
 const BACKEND_STREAMED = streamedCodes(BackendCode.DataRow, BackendCode.CopyData);
 /** Server messages are trusted but bounded: 1 GB is Postgres's own limit on a field. */
 const MAX_SERVER_MESSAGE = 0x40000000 + 1024;
@@ -85,6 +87,8 @@ export class BackendConnection implements FrameSink {
   readonly id = nextId++;
   /** ParameterStatus values as this server last reported them. */
   readonly params = new Map<string, string>();
+  // The session state below (settings, expected, prepared, pins, needsReset) changes only through
+  // this class's methods (expect, pin, unpin, recordSetting, startReset, ...), never from outside.
   /** Settings we SET on this server that it does not report (statement_timeout, ...). */
   readonly settings = new Map<string, string>();
   pid = 0;
@@ -111,12 +115,6 @@ export class BackendConnection implements FrameSink {
    */
   resetByPeer = false;
   /**
-   * Extended-protocol messages were sent after the last Sync: the server may hold an implicit
-   * transaction (locks, uncommitted writes) that only a Sync would end. Such a server is never
-   * reused by another client: a Sync would commit work nobody acknowledged.
-   */
-  unsynced = false;
-  /**
    * Session state was undone by a client statement that may not have succeeded (RESET ROLE in a
    * transaction rolled back, DISCARD ALL refused): reset the server before another client.
    */
@@ -132,6 +130,12 @@ export class BackendConnection implements FrameSink {
   /** Called once when the connection is gone, whatever the cause. */
   onClose: ((conn: BackendConnection) => void) | null = null;
 
+  /**
+   * Extended-protocol messages were sent after the last Sync: the server may hold an implicit
+   * transaction (locks, uncommitted writes) that only a Sync would end. Such a server is never
+   * reused by another client: a Sync would commit work nobody acknowledged.
+   */
+  private unsyncedWork = false;
   private socket: net.Socket | null = null;
   private readonly scanner = new FrameScanner(MAX_SERVER_MESSAGE, BACKEND_STREAMED);
   private loggedIn = false;
@@ -413,6 +417,129 @@ export class BackendConnection implements FrameSink {
    */
   get skipping(): boolean {
     return this.skippingToSync;
+  }
+
+  /** Extended-protocol messages went out after the last Sync (see `unsyncedWork`). */
+  get unsynced(): boolean {
+    return this.unsyncedWork;
+  }
+
+  /** The server still owes replies to messages sent to it. */
+  get owesReplies(): boolean {
+    return !this.expected.empty;
+  }
+
+  /** ReadyForQuery messages the server still owes the client (its Syncs, Queries, FunctionCalls). */
+  owedReadyForQuery(): number {
+    return this.expected.pendingReadyForQuery();
+  }
+
+  /** The server died with replies owed: none will come (its client is told by other means). */
+  forgetOwedReplies(): void {
+    this.expected.clear();
+  }
+
+  // --- session state, written only here (by the client holding the lease, and the pool) --------
+
+  /**
+   * A client frame goes out. Extended-protocol messages leave the server in an implicit
+   * transaction that only a Sync, or a simple Query the server does not skip, ends.
+   */
+  trackClientFrame(code: number): void {
+    switch (code) {
+      case FrontendCode.Parse:
+      case FrontendCode.Bind:
+      case FrontendCode.Execute:
+      case FrontendCode.Describe:
+      case FrontendCode.Close:
+        this.unsyncedWork = true;
+        return;
+      case FrontendCode.Query:
+        if (!this.skippingToSync) this.unsyncedWork = false; // a skipped Query ends nothing
+        return;
+      case FrontendCode.Sync:
+      case FrontendCode.FunctionCall:
+        this.unsyncedWork = false;
+        return;
+    }
+  }
+
+  /** Ties this server to its client for `reason`; true when the reason is new. */
+  pin(reason: PinReason): boolean {
+    if (this.pins.has(reason)) return false;
+    this.pins.add(reason);
+    return true;
+  }
+
+  /**
+   * Session state was undone (RESET ROLE, UNLISTEN *, DISCARD ALL) by a statement that may not
+   * have succeeded: the pin goes, and the server is reset before another client gets it.
+   */
+  unpin(reason: PinReason | "all"): void {
+    if (reason === "all") this.pins.clear();
+    else this.pins.delete(reason);
+    this.needsReset = true;
+  }
+
+  hasStatement(serverName: string): boolean {
+    return this.prepared.has(serverName);
+  }
+
+  /** A Parse of `serverName` goes out: the client's (forwarded) or one we inject (ignored). */
+  expectParse(serverName: string, action: Action): void {
+    this.prepared.expect(serverName);
+    this.expect(FrontendCode.Parse, action, serverName);
+  }
+
+  /**
+   * Makes room for `keep` on a full server: the statements to Close now, each owing a
+   * CloseComplete we ignore. None while the server skips to Sync: a skipped Close frees nothing.
+   */
+  evictFor(keep: string): readonly string[] {
+    if (this.skippingToSync) return NOTHING_TO_EVICT;
+    const victims = this.prepared.evictFor(1, new Set([keep]));
+    for (let i = 0; i < victims.length; i++) this.expect(FrontendCode.Close, Action.Ignore);
+    return victims;
+  }
+
+  /** The server's prepared statements are gone (DISCARD ALL, DEALLOCATE ALL): reset before reuse. */
+  forgetStatements(): void {
+    this.prepared.clear();
+    this.needsReset = true;
+  }
+
+  /** A reset query (ROLLBACK, DISCARD ALL, server_reset_query) is about to run: no pin survives it. */
+  startReset(): void {
+    this.pins.clear();
+    this.needsReset = false;
+  }
+
+  /** The reset `sql` succeeded: our record of the session (statements, settings) follows it. */
+  resetDone(sql: string): void {
+    const upper = sql.toUpperCase();
+    if (upper.includes("DISCARD ALL")) this.prepared.clear();
+    if (upper.includes("DISCARD ALL") || upper.includes("RESET ALL")) this.settings.clear();
+  }
+
+  /** The statement that set parameter `lc` (lower case) here, as we recorded it. */
+  settingStatement(lc: string): string | undefined {
+    return this.settings.get(lc);
+  }
+
+  settingNames(): IterableIterator<string> {
+    return this.settings.keys();
+  }
+
+  recordSetting(lc: string, statement: string): void {
+    this.settings.set(lc, statement);
+  }
+
+  forgetSetting(lc: string): void {
+    this.settings.delete(lc);
+  }
+
+  forgetSettings(): void {
+    this.settings.clear();
   }
 
   /** Writes bytes to the server; false means its buffer is full (wait for 'drain'). */

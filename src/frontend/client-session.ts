@@ -552,7 +552,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         if (this.state === SessionState.Closed) return route.pool.release(conn);
         if (rejected === null) {
           // The server now has them: the first unit on it needs no SET.
-          for (const [lc, statement] of statements) conn.settings.set(lc, statement);
+          for (const [lc, statement] of statements) conn.recordSetting(lc, statement);
           return finish();
         }
         route.pool.release(conn); // the failed statement left nothing behind (one implicit transaction)
@@ -1000,17 +1000,10 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private send(code: number, buf: Buffer, start: number, end: number): void {
     const conn = this.lease as BackendConnection;
     const named = this.route?.mode === "transaction" && this.ctx.maxPreparedStatements > 0;
-    if (
-      code === FrontendCode.Parse ||
-      code === FrontendCode.Bind ||
-      code === FrontendCode.Execute
-    ) {
-      conn.unsynced = true;
-    } else if (code === FrontendCode.Describe || code === FrontendCode.Close) conn.unsynced = true;
+    conn.trackClientFrame(code);
     let replacement: Buffer | null | undefined; // undefined: send as is; null: send nothing
     switch (code) {
       case FrontendCode.Query: {
-        if (!conn.skipping) conn.unsynced = false; // a skipped Query ends nothing
         const tag = named
           ? (this.listenInUnit(conn, buf, start + HEADER, end - 1) ??
             this.manageStatements(conn, buf, start + HEADER, end - 1))
@@ -1043,7 +1036,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
           break;
         }
         if (!named) {
-          conn.pins.add(PinReason.PreparedStatement);
+          conn.pin(PinReason.PreparedStatement);
           conn.expect(code, Action.Forward);
           break;
         }
@@ -1112,7 +1105,6 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       case FrontendCode.Sync:
       case FrontendCode.FunctionCall:
         conn.expect(code, Action.Forward);
-        conn.unsynced = false;
         break;
       default:
         // Flush, CopyData, CopyDone, CopyFail: no reply of their own.
@@ -1195,15 +1187,14 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       this.route?.mode === "transaction",
     );
     const serverName = stmt.serverName;
-    if (conn.prepared.has(serverName)) {
+    if (conn.hasStatement(serverName)) {
       this.ctx.events.statement(this, "hit");
       conn.expect(FrontendCode.Parse, Action.Simulate, msg.parseComplete);
       return null;
     }
     this.ctx.events.statement(this, "miss");
     this.evictFor(conn, serverName);
-    conn.prepared.expect(serverName);
-    conn.expect(FrontendCode.Parse, Action.Forward, serverName);
+    conn.expectParse(serverName, Action.Forward);
     return stmt.parse;
   }
 
@@ -1211,11 +1202,10 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private prepareFor(conn: BackendConnection, clientName: string): ClientStatement | null {
     const stmt = this.statements.get(clientName);
     if (stmt === undefined) return null; // unknown name: the server reports 26000 as Postgres would
-    if (!conn.prepared.has(stmt.serverName)) {
+    if (!conn.hasStatement(stmt.serverName)) {
       this.ctx.events.statement(this, "reprepare");
       this.evictFor(conn, stmt.serverName);
-      conn.prepared.expect(stmt.serverName);
-      conn.expect(FrontendCode.Parse, Action.Ignore, stmt.serverName);
+      conn.expectParse(stmt.serverName, Action.Ignore);
       this.flushServerRun();
       this.writeServerDirect(stmt.parse);
     }
@@ -1224,15 +1214,10 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   /** Closes the least recently used statements on a full server before preparing another. */
   private evictFor(conn: BackendConnection, keep: string): void {
-    // A Close the server would skip (after an error, until Sync) would not free anything.
-    if (conn.skipping) return;
-    const victims = conn.prepared.evictFor(1, new Set([keep]));
+    const victims = conn.evictFor(keep);
     if (victims.length === 0) return;
     this.flushServerRun();
-    for (const name of victims) {
-      conn.expect(FrontendCode.Close, Action.Ignore);
-      this.writeServerDirect(msg.close("S", name));
-    }
+    for (const name of victims) this.writeServerDirect(msg.close("S", name));
   }
 
   private trackSessionState(
@@ -1293,23 +1278,20 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         }
         this.pin(conn, effect.pin);
       } else if ("unpin" in effect) {
-        if (effect.unpin === "all") conn.pins.clear();
-        else conn.pins.delete(effect.unpin);
-        conn.needsReset = true;
+        conn.unpin(effect.unpin);
       } else if (
         ("discard" in effect && effect.discard === "all") ||
         ("deallocate" in effect && effect.deallocate === null)
       ) {
         // The server's statements (ours included) are gone: forget them, and the client's names.
         if ("discard" in effect) {
-          conn.pins.clear();
+          conn.unpin("all");
           if (this.subscribed) this.route?.notifications?.unlisten(null, this);
           travels ??= this.settingsTravel(conn, text);
           if (travels) this.settings.hold({ reset: "all" });
         }
-        conn.prepared.clear();
+        conn.forgetStatements();
         this.statements.clear();
-        conn.needsReset = true;
       }
     }
   }
@@ -1420,8 +1402,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   }
 
   private pin(conn: BackendConnection, reason: PinReason): void {
-    if (conn.pins.has(reason)) return;
-    conn.pins.add(reason);
+    if (!conn.pin(reason)) return;
     this.ctx.events.pinned(this, reason);
     this.log.debug({ client: this.id, server: conn.id, reason }, "client pinned to server");
   }
@@ -1653,7 +1634,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         reply_forwarded: this.unitForwarded,
         replied: this.unitReplied,
         reset_by_peer: conn.resetByPeer,
-        owed: conn.expected.pendingReadyForQuery(),
+        owed: conn.owedReadyForQuery(),
         unit_bytes: this.unitBytes,
       },
       "server lost while serving client",
@@ -1663,9 +1644,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.unitSawTransaction = false;
     if (this.holding) this.dropHeld();
     else this.flushOut();
-    const owed = conn.expected.pendingReadyForQuery();
+    const owed = conn.owedReadyForQuery();
     const inTransaction = conn.txStatus !== TxStatus.Idle;
-    conn.expected.clear();
+    conn.forgetOwedReplies();
     if (this.route?.mode === "transaction" && conn.pins.size > 0) {
       this.closeForLostState(conn);
       return;
@@ -1991,8 +1972,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
    */
   cancelCurrent(): void {
     const conn = this.lease;
-    if (conn === null || conn.expected.empty) return;
-    conn.cancel(() => this.lease === conn && !conn.expected.empty);
+    if (conn === null || !conn.owesReplies) return;
+    conn.cancel(() => this.lease === conn && conn.owesReplies);
   }
 
   /** Sends a FATAL (when the protocol allows one) and closes for `reason`. */
@@ -2023,9 +2004,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.lease = null;
     if (conn && this.route) {
       conn.resumeReading();
-      const clean = conn.expected.empty && conn.txStatus === TxStatus.Idle && conn.pins.size === 0;
+      const clean = !conn.owesReplies && conn.txStatus === TxStatus.Idle && conn.pins.size === 0;
       if (this.route.mode === "session") {
-        if (conn.expected.empty) this.route.pool.releaseAfterSession(conn);
+        if (!conn.owesReplies) this.route.pool.releaseAfterSession(conn);
         else this.route.pool.releaseDirty(conn);
       } else if (clean) this.route.pool.release(conn);
       else this.route.pool.releaseDirty(conn);

@@ -58,13 +58,13 @@ export class ClientSettings {
         continue;
       }
       const statement = s.sql ?? setStatement(s.name, s.value);
-      if (conn.settings.get(lc) === statement) continue;
-      conn.settings.set(lc, statement);
+      if (conn.settingStatement(lc) === statement) continue;
+      conn.recordSetting(lc, statement);
       sql += `${statement};`;
     }
-    for (const lc of conn.settings.keys()) {
+    for (const lc of conn.settingNames()) {
       if (this.wanted.has(lc)) continue;
-      conn.settings.delete(lc);
+      conn.forgetSetting(lc);
       sql += `RESET ${quoteIdent(lc)};`;
     }
     return sql;
@@ -91,16 +91,16 @@ export class ClientSettings {
       if ("set" in change) {
         const lc = change.set.name.toLowerCase();
         this.wanted.set(lc, { name: change.set.name, value: change.set.sql, sql: change.set.sql });
-        conn.settings.set(lc, change.set.sql);
+        conn.recordSetting(lc, change.set.sql);
       } else if (change.reset === "all") {
         this.resetAll();
-        conn.settings.clear();
+        conn.forgetSettings();
       } else {
         const lc = change.reset.toLowerCase();
         const initial = this.login?.get(lc);
         if (initial) this.wanted.set(lc, { ...initial });
         else this.wanted.delete(lc);
-        conn.settings.delete(lc);
+        conn.forgetSetting(lc);
       }
     }
     this.pending = [];
