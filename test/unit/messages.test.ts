@@ -19,6 +19,8 @@ const text = fc.string({
   ),
   maxLength: 40,
 });
+// pg-protocol edge cases: a missing or "" name is the unnamed statement (one NUL), as ours was;
+// Bind's null parameter (-1) does not concern us, the proxy originates no Bind.
 /** Statement names: "" (the unnamed statement) often, never over 63 characters (see below). */
 const statementName = fc.oneof(fc.constant(""), fc.string({ unit: "binary", maxLength: 63 }));
 const oid = fc.integer({ min: 0, max: 0x7fffffff });
