@@ -4,7 +4,7 @@
 import * as clock from "../clock.js";
 import { DisconnectReason } from "../errors.js";
 import type { Logger } from "../log.js";
-import { TxStatus } from "../protocol/codes.js";
+import { FrontendCode, TxStatus } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
 import type { BackendConnection, BackendListener } from "./backend-connection.js";
 import { Action } from "./expected-responses.js";
@@ -123,7 +123,7 @@ export function runPoolQuery(
     lost: () => finish(false),
   };
   conn.listener = listener;
-  conn.expected.push(0x51, Action.Ignore);
+  conn.expect(FrontendCode.Query, Action.Ignore);
   conn.write(query);
 }
 

@@ -394,18 +394,14 @@ export class Pool {
 
   /** Cleans a server a client gave back with `sql` (ROLLBACK, server_reset_query), then idles it. */
   private reset(conn: BackendConnection, sql: string): void {
-    conn.pins.clear();
-    conn.needsReset = false;
+    conn.startReset();
     this.maintain(
       conn,
       msg.query(sql),
       this.settings.resetTimeoutMs,
       DisconnectReason.ResetFailed,
       () => {
-        // The server's session was reset: so is our record of it (statements, settings).
-        const upper = sql.toUpperCase();
-        if (upper.includes("DISCARD ALL")) conn.prepared.clear();
-        if (upper.includes("DISCARD ALL") || upper.includes("RESET ALL")) conn.settings.clear();
+        conn.resetDone(sql); // our record of its session (statements, settings) follows
         this.toIdle(conn);
       },
     );
