@@ -1,6 +1,7 @@
 // Postgres URLs (libpq's URI form: postgresql://[user[:password]@][host][:port][/dbname][?k=v&...])
 // https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING-URIS
 
+import { parse as parseConnectionString } from "pg-connection-string";
 import type { SslMode, TargetSessionAttrs, UpstreamTarget, UrlParts } from "./types.js";
 import { SSL_MODES, TARGET_SESSION_ATTRS } from "./types.js";
 import { InvalidValue, quote, type SettingGroup, type SettingSpec } from "./validators.js";
@@ -59,48 +60,48 @@ function parsePort(text: string, url: string): number {
   return Number(text);
 }
 
-/** Parses a libpq URL without applying the user/database fallbacks. Throws InvalidValue. */
+/**
+ * Parses a libpq URL without applying the user/database fallbacks. Throws InvalidValue.
+ *
+ * Each host, with the user and password, is parsed by pg-connection-string (node-postgres's own
+ * parser: WHATWG URL underneath, so IPv6 brackets, percent-encoded socket directories and the
+ * user info are read as node-postgres reads them). What it cannot do as libpq does stays here:
+ * several hosts (`h1:5432,h2:5433` is not a URL host: it throws), a password with an unencoded
+ * '/' or '@' (the user info ends at the last '@'), strict percent-encoding (it keeps `%ZZ` as
+ * text), the database (it leaves `%2F` encoded), and the query: libpq decoding ('+' is not a
+ * space), every parameter checked, and no side effects (it reads sslrootcert's file and warns on
+ * the process about sslmode values).
+ */
 export function parsePostgresUrl(raw: unknown): UrlParts {
   if (typeof raw !== "string") {
     throw new InvalidValue("a postgres:// or postgresql:// URL (a string)");
   }
   const url = raw.trim();
-  const scheme = /^(postgres|postgresql):\/\/(.*)$/s.exec(url);
+  const scheme = /^(postgres|postgresql):\/\/([^?]*)(?:\?(.*))?$/s.exec(url);
   if (scheme === null) throw urlError("it must start with postgres:// or postgresql://", url);
-  let rest = scheme[2];
-  let query = "";
-  const q = rest.indexOf("?");
-  if (q >= 0) {
-    query = rest.slice(q + 1);
-    rest = rest.slice(0, q);
-  }
-  if (rest.includes("#")) throw urlError("'#' must be percent-encoded as %23", url);
+  const [, , main, query = ""] = scheme;
+  if (main.includes("#")) throw urlError("'#' must be percent-encoded as %23", url);
 
   // userinfo ends at the last '@': a password with an unencoded '@' or '/' still parses.
-  let user: string | null = null;
-  let password: string | null = null;
-  const atSign = rest.lastIndexOf("@");
-  if (atSign >= 0) {
-    const userinfo = rest.slice(0, atSign);
-    rest = rest.slice(atSign + 1);
+  const atSign = main.lastIndexOf("@");
+  const userinfo = atSign >= 0 ? main.slice(0, atSign) : null;
+  const afterAt = main.slice(atSign + 1);
+  const slash = afterAt.indexOf("/");
+  const hostspec = slash >= 0 ? afterAt.slice(0, slash) : afterAt;
+  let database = slash >= 0 ? decode(afterAt.slice(slash + 1), "database", url) : null;
+  if (userinfo !== null) {
     const colon = userinfo.indexOf(":");
-    user = decode(colon >= 0 ? userinfo.slice(0, colon) : userinfo, "user name", url);
-    if (colon >= 0) password = decode(userinfo.slice(colon + 1), "password", url);
+    decode(colon >= 0 ? userinfo.slice(0, colon) : userinfo, "user name", url);
+    if (colon >= 0) decode(userinfo.slice(colon + 1), "password", url);
   }
-
-  const slash = rest.indexOf("/");
-  const hostspec = slash >= 0 ? rest.slice(0, slash) : rest;
-  let database: string | null = slash >= 0 ? decode(rest.slice(slash + 1), "database", url) : null;
   // libpq's multi-host form: host1[:port1],host2[:port2],... (a missing port is 5432, or `port`).
-  let hosts: Array<{ host: string; port: number | null }> = hostspec.split(",").map((spec) => {
-    const v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(spec);
-    if (v6) return { host: v6[1], port: v6[2] !== undefined ? parsePort(v6[2], url) : null };
-    const colon = spec.indexOf(":");
-    return {
-      host: decode(colon >= 0 ? spec.slice(0, colon) : spec, "host", url),
-      port: colon >= 0 ? parsePort(spec.slice(colon + 1), url) : null,
-    };
-  });
+  const specs = hostspec.split(",");
+  const first = connectionString(userinfo, specs[0], url);
+  let user: string | null = first.user;
+  let password: string | null = first.password;
+  let hosts: Array<{ host: string; port: number | null }> = specs.map((spec, i) =>
+    i === 0 ? first : connectionString(null, spec, url),
+  );
   let ports: number[] | null = null;
 
   let targetSessionAttrs: TargetSessionAttrs = "any";
@@ -181,6 +182,38 @@ export function parsePostgresUrl(raw: unknown): UrlParts {
     password: password === "" ? null : password,
     sslmode,
     sslrootcert,
+  };
+}
+
+/**
+ * One host (and, for the first, the user info) as pg-connection-string reads them: given only the
+ * authority, so that it reads no query parameter (and so no file). An unencoded '/' or '@' in the
+ * user info is encoded first, so that its URL parser does not end the user info there.
+ */
+function connectionString(
+  userinfo: string | null,
+  spec: string,
+  url: string,
+): { host: string; port: number | null; user: string | null; password: string | null } {
+  const auth =
+    userinfo === null ? "" : `${userinfo.replace(/[/@]/g, (c) => (c === "/" ? "%2F" : "%40"))}@`;
+  let cs: ReturnType<typeof parseConnectionString>;
+  try {
+    // ":5433" alone (libpq: the default host, that port) is no URL host: give it one.
+    cs = parseConnectionString(
+      `postgres://${auth}${spec.startsWith(":") ? "localhost" : ""}${spec}/`,
+    );
+  } catch {
+    // The WHATWG parser says only "Invalid URL": name the port when that is what it refused.
+    const port = /^(?:\[[^\]]*\]|[^:[\]]*):(.*)$/.exec(spec);
+    if (port !== null) parsePort(port[1], url);
+    throw urlError(`host ${quote(spec.slice(0, 80))} is not valid`, url);
+  }
+  return {
+    host: cs.host ?? "",
+    port: cs.port ? parsePort(cs.port, url) : null,
+    user: userinfo === null ? null : (cs.user ?? null),
+    password: userinfo === null || !userinfo.includes(":") ? null : (cs.password ?? null),
   };
 }
 
