@@ -138,6 +138,14 @@ function harness(over: Partial<PoolSettings> = {}): Harness {
   };
 }
 
+/** A harness with one server opened and checked out. */
+async function leased(over: Partial<PoolSettings> = {}) {
+  const h = harness(over);
+  const a = h.checkout();
+  await tick();
+  return { h, conn: a.conn as StubServer };
+}
+
 /** Lets promise chains and due timers run (the clock moves by `ms`). */
 const tick = (ms = 0) => vi.advanceTimersByTimeAsync(ms);
 
@@ -325,20 +333,14 @@ describe("Pool", () => {
 
   describe("giveBack", () => {
     it("clean: a clean server goes idle without a word to it", async () => {
-      const h = harness();
-      const a = h.checkout();
-      await tick();
-      const conn = a.conn as StubServer;
+      const { h, conn } = await leased();
       h.pool.giveBack(conn, "clean");
       expect(conn.writes).toEqual([]);
       expect(h.pool.idle).toEqual([conn]);
     });
 
     it("clean: an open transaction is rolled back, then the server is idle", async () => {
-      const h = harness();
-      const a = h.checkout();
-      await tick();
-      const conn = a.conn as StubServer;
+      const { h, conn } = await leased();
       conn.txStatus = TxStatus.InTransaction;
       h.pool.giveBack(conn, "clean");
       expect(conn.writes).toEqual(["ROLLBACK"]);
@@ -348,10 +350,7 @@ describe("Pool", () => {
     });
 
     it("clean: a pinned server gets server_reset_query, and our record of its session follows", async () => {
-      const h = harness({ resetQuery: "DISCARD ALL" });
-      const a = h.checkout();
-      await tick();
-      const conn = a.conn as StubServer;
+      const { h, conn } = await leased({ resetQuery: "DISCARD ALL" });
       conn.pin("temp_table");
       conn.recordSetting("search_path", "SET search_path = x");
       h.pool.giveBack(conn, "clean");
@@ -363,10 +362,7 @@ describe("Pool", () => {
     });
 
     it("reset: server_reset_query runs after a session, then the server is idle", async () => {
-      const h = harness({ resetQuery: "RESET ALL" });
-      const a = h.checkout();
-      await tick();
-      const conn = a.conn as StubServer;
+      const { h, conn } = await leased({ resetQuery: "RESET ALL" });
       h.pool.giveBack(conn, "reset");
       expect(conn.writes).toEqual(["RESET ALL"]);
       conn.answer();
@@ -401,10 +397,7 @@ describe("Pool", () => {
     });
 
     it("clean: a server with unsynced extended-protocol work is destroyed (a Sync would commit it)", async () => {
-      const h = harness();
-      const a = h.checkout();
-      await tick();
-      const conn = a.conn as StubServer;
+      const { h, conn } = await leased();
       conn.trackClientFrame(FrontendCode.Parse);
       h.pool.giveBack(conn, "clean");
       expect(conn.writes).toEqual([]);
@@ -412,10 +405,7 @@ describe("Pool", () => {
     });
 
     it("clean or reset: a broken server is destroyed, never reused", async () => {
-      const h = harness();
-      const a = h.checkout();
-      await tick();
-      const conn = a.conn as StubServer;
+      const { h, conn } = await leased();
       conn.bad = true;
       h.pool.giveBack(conn, "clean");
       expect(conn.isClosed).toBe(true);
