@@ -173,21 +173,6 @@ export async function httpStatus(port: number, path: string): Promise<number> {
   }
 }
 
-/** Polls `check` every `everyMs` until it returns true; throws after `timeoutMs`. */
-export async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  everyMs = 25,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** The sum of a metric's samples (matching `labels`) on a sidecar's /metrics; 0 when absent. */
 export async function sidecarMetric(
   p: SidecarProcess,

@@ -4,6 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { until } from "../helpers/until.js";
 import { frame, RawClient, startupPacket } from "../helpers/wire.js";
 
 /** Kills a pg client's socket without a Terminate, as a crashed process would. */
@@ -119,9 +120,7 @@ describe("dirty backends after a client dies", () => {
   it("recovers within 2 s from a client killed during a long query, without reusing the busy server", async () => {
     const a = await connect(proxy);
     const sleeping = a.query("SELECT pg_sleep(10)").catch(() => null);
-    const deadline = Date.now() + 5000;
-    while ((await runningSleeps()) === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
+    await until("the pg_sleep to run", async () => (await runningSleeps()) > 0, 5000, 50);
     expect(await runningSleeps()).toBe(1);
     kill(a);
     await sleeping;
@@ -138,9 +137,7 @@ describe("dirty backends after a client dies", () => {
       await b.end().catch(() => {});
     }
     // The sleep was cancelled or its server closed; it does not run on for 10 s.
-    const gone = Date.now() + 2000;
-    while ((await runningSleeps()) > 0 && Date.now() < gone)
-      await new Promise((r) => setTimeout(r, 50));
+    await until("the pg_sleep to end", async () => (await runningSleeps()) === 0, 2000, 50);
     expect(await runningSleeps()).toBe(0);
   });
 

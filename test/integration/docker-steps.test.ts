@@ -19,9 +19,9 @@ import {
   type Stage,
   stageEnv,
 } from "../helpers/dockerfile.js";
+import { REPO, type SidecarProcess, spawnSidecar } from "../helpers/lifecycle-process.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { python3Psycopg, run } from "../helpers/processes.js";
-import { REPO, type SidecarProcess, spawnSidecar } from "./lifecycle-process.js";
 
 // --- the test -----------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 // SIGTERM drains and SIGINT stops, on the built CLI as a child process (as Kubernetes signals it).
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { httpStatus, type SidecarProcess, spawnSidecar } from "../helpers/lifecycle-process.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
-import { httpStatus, type SidecarProcess, spawnSidecar, until } from "./lifecycle-process.js";
+import { until } from "../helpers/until.js";
 
 interface Watched {
   client: pg.Client;

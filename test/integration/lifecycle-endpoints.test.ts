@@ -9,7 +9,7 @@ import { AdminHttpServer } from "../../src/admin/http.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
 import { type Relay, startRelay } from "../helpers/relay.js";
-import { until } from "./lifecycle-process.js";
+import { until } from "../helpers/until.js";
 
 async function status(port: number, path: string, init?: RequestInit): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, init);

@@ -2,8 +2,9 @@
 // Job whose main container finished ends its sidecar this way).
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { httpStatus, type SidecarProcess, spawnSidecar } from "../helpers/lifecycle-process.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
-import { httpStatus, type SidecarProcess, spawnSidecar, until } from "./lifecycle-process.js";
+import { until } from "../helpers/until.js";
 
 describe("POST /quitquitquit (CLI child process)", () => {
   let cluster: PgCluster;

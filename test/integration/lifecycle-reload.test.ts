@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type SidecarProcess, spawnSidecar } from "../helpers/lifecycle-process.js";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
-import { type SidecarProcess, spawnSidecar, until } from "./lifecycle-process.js";
+import { until } from "../helpers/until.js";
 
 const CLIENTS = 50;
 

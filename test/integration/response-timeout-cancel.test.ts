@@ -5,6 +5,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { until } from "../helpers/until.js";
 
 /** Statements running pg_sleep on the cluster, seen directly (not through the proxy). */
 async function sleepers(cluster: PgCluster): Promise<number> {
@@ -45,12 +46,12 @@ describe("response_timeout", () => {
       expect(err?.code).toBe("08006");
       // Each closed backend's statement was cancelled: nothing is left sleeping on the server.
       // Without the cancel, three pg_sleep(60) would run on for a minute.
-      const deadline = Date.now() + 2000;
-      let left = await sleepers(cluster);
-      while (left > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 100));
+      let left = -1;
+      const noneLeft = async () => {
         left = await sleepers(cluster);
-      }
+        return left === 0;
+      };
+      await until("the cancelled statements to end", noneLeft, 2000, 100);
       expect(left).toBe(0);
       expect((await c.query("SELECT 1 AS v")).rows[0].v).toBe(1);
     } finally {
