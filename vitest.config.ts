@@ -14,7 +14,8 @@ function chaosRequested(argv: readonly string[]): boolean {
   );
 }
 
-// Each file starts its own clusters and proxies; with 2 cores, files run one after another.
+// Files start their own proxies (and fault files their own clusters); with 2 cores, and so that
+// files sharing the one cluster never meet, files run one after another.
 const serverProject = {
   fileParallelism: false,
   testTimeout: 60_000,
@@ -35,6 +36,8 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
+          // One cluster for the healthy-path files (test/helpers/shared-cluster.ts).
+          globalSetup: ["test/helpers/shared-cluster-setup.ts"],
           ...serverProject,
         },
       },

@@ -23,7 +23,7 @@ export interface TestProxy {
 }
 
 export async function startProxy(
-  cluster: PgCluster,
+  cluster: Pick<PgCluster, "url" | "superuser" | "password">,
   settings: Record<string, unknown> = {},
   upstream?: string,
 ): Promise<TestProxy> {

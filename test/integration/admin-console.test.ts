@@ -5,17 +5,19 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
-import { type PgCluster, pgBinDir, startCluster } from "../helpers/pg-cluster.js";
+import { pgBinDir } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 
 const ADMIN = { user: "admin", password: "admin-pw-4c1f" };
-const APP = { user: "app", password: "app-pw-9e2d" };
+const APP = { user: "console_app", password: "app-pw-9e2d" };
 
 type Row = Record<string, string | null>;
 
 describe("admin console", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   let admin: pg.Client;
   const apps: pg.Client[] = [];
@@ -67,7 +69,7 @@ describe("admin console", () => {
     );
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     await cluster.createUser(APP.user, APP.password);
     proxy = await startProxy(cluster, settings(3));
     admin = new pg.Client(proxy.pgConfig({ ...ADMIN, database: "pgsidecar" }));
@@ -77,7 +79,6 @@ describe("admin console", () => {
     for (const c of apps) await c.end().catch(() => {});
     await admin?.end().catch(() => {});
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("psql as an admin user gets every SHOW command answered", async () => {
@@ -170,7 +171,9 @@ describe("admin console", () => {
     const text = await (await fetch(`http://127.0.0.1:${proxy.proxy.httpPort}/metrics`)).text();
     const metric = (name: string) =>
       Number(
-        new RegExp(`^${name}\\{database="postgres",user="app"\\} (\\S+)$`, "m").exec(text)?.[1],
+        new RegExp(`^${name}\\{database="postgres",user="${APP.user}"\\} (\\S+)$`, "m").exec(
+          text,
+        )?.[1],
       );
     expect(metric("pgsidecar_queries_total")).toBe(Number(after.total_query_count));
     expect(metric("pgsidecar_transactions_total")).toBe(Number(after.total_xact_count));
@@ -199,7 +202,9 @@ describe("admin console", () => {
     expect(done).toBe(false);
     expect(Number((await appPool()).cl_waiting)).toBe(1);
     const text = await (await fetch(`http://127.0.0.1:${proxy.proxy.httpPort}/metrics`)).text();
-    expect(text).toMatch(/^pgsidecar_pool_paused\{database="postgres",user="app"\} 1$/m);
+    expect(text).toMatch(
+      new RegExp(`^pgsidecar_pool_paused\\{database="postgres",user="${APP.user}"\\} 1$`, "m"),
+    );
 
     await admin.query("RESUME");
     expect(await pending).toBe(42);
@@ -214,12 +219,8 @@ describe("admin console", () => {
     expect(old.length).toBeGreaterThan(0);
     await admin.query("RECONNECT");
     // The old backends go away...
-    for (
-      let i = 0;
-      i < 50 && (await cluster.backendPids(APP.user)).some((p) => old.includes(p));
-      i++
-    )
-      await sleep(100);
+    const oldGone = async () => !(await cluster.backendPids(APP.user)).some((p) => old.includes(p));
+    await until("the old backends to exit", oldGone, 5000, 100);
     expect((await cluster.backendPids(APP.user)).filter((p) => old.includes(p))).toEqual([]);
     // ...and the next units run on new ones, which SHOW SERVERS and Postgres agree on.
     await openServers(clients);

@@ -7,9 +7,9 @@ import {
   type ScramSecret,
   scramSecretFromPassword,
 } from "../../src/auth/scram-sha-256.js";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 /** Connects, runs one query, ends; returns its rows. */
 async function queryVia(config: pg.ClientConfig, sql: string): Promise<Record<string, unknown>[]> {
@@ -54,29 +54,28 @@ function psql(proxy: TestProxy, user: string, password: string, sql: string) {
 }
 
 /** The server log lines saying how a user authenticated (log_connections=on). */
-function authMethodsLogged(cluster: PgCluster, user: string): string[] {
+function authMethodsLogged(cluster: SharedCluster, user: string): string[] {
   const re = new RegExp(`connection authenticated: identity="${user}" method=([a-z0-9-]+)`, "g");
   return [...cluster.log().matchAll(re)].map((m) => m[1]);
 }
 
 describe("authentication", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   const started: TestProxy[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.createUser("app_user", "app secret");
-    await cluster.createUser("md5_alice", "alice pw", { md5: true });
+    cluster = await sharedCluster();
+    await cluster.createUser("auth_app_user", "app secret");
+    await cluster.createUser("md5_auth_alice", "alice pw", { md5: true });
     proxy = await startProxy(cluster, {
       pool_size: 2,
-      users: [{ name: "app_user", password: "app secret" }],
+      users: [{ name: "auth_app_user", password: "app secret" }],
     });
     started.push(proxy);
   });
   afterAll(async () => {
     for (const p of started) await p.stop().catch(() => {});
-    await cluster?.destroy();
   });
 
   /** Another proxy on the same cluster, stopped in afterAll. */
@@ -111,14 +110,14 @@ describe("authentication", () => {
   it("logs in upstream with md5 when the upstream user's password is stored as md5", async () => {
     const md5Proxy = await extraProxy(
       { pool_size: 1 },
-      cluster.url({ user: "md5_alice", password: "alice pw" }),
+      cluster.url({ user: "md5_auth_alice", password: "alice pw" }),
     );
     const rows = await queryVia(
-      md5Proxy.pgConfig({ user: "md5_alice", password: "alice pw" }),
+      md5Proxy.pgConfig({ user: "md5_auth_alice", password: "alice pw" }),
       "SELECT current_user AS u",
     );
-    expect(rows).toEqual([{ u: "md5_alice" }]);
-    expect(authMethodsLogged(cluster, "md5_alice")).toContain("md5");
+    expect(rows).toEqual([{ u: "md5_auth_alice" }]);
+    expect(authMethodsLogged(cluster, "md5_auth_alice")).toContain("md5");
   });
 
   it("authenticates clients with auth_type md5", async () => {
@@ -143,15 +142,15 @@ describe("authentication", () => {
     const p = await extraProxy({
       pool_size: 1,
       auth_type: "trust",
-      users: [{ name: "app_user", password: "app secret" }],
+      users: [{ name: "auth_app_user", password: "app secret" }],
     });
     const rows = await queryVia(p.pgConfig({ password: "anything" }), "SELECT current_user AS u");
     expect(rows).toEqual([{ u: "postgres" }]);
     const rows2 = await queryVia(
-      p.pgConfig({ user: "app_user", password: "not it" }),
+      p.pgConfig({ user: "auth_app_user", password: "not it" }),
       "SELECT current_user AS u",
     );
-    expect(rows2).toEqual([{ u: "app_user" }]);
+    expect(rows2).toEqual([{ u: "auth_app_user" }]);
     const err = await loginError(p.pgConfig({ user: "stranger", password: "x" }));
     expect(err.code).toBe("28P01");
     expect(err.message).toBe('password authentication failed for user "stranger"');
@@ -184,13 +183,13 @@ describe("authentication", () => {
 
   it("accepts a user from the config users list and logs in upstream as that user", async () => {
     const rows = await queryVia(
-      proxy.pgConfig({ user: "app_user", password: "app secret" }),
+      proxy.pgConfig({ user: "auth_app_user", password: "app secret" }),
       "SELECT current_user AS u",
     );
-    expect(rows).toEqual([{ u: "app_user" }]);
-    const err = await loginError(proxy.pgConfig({ user: "app_user", password: "wrong" }));
+    expect(rows).toEqual([{ u: "auth_app_user" }]);
+    const err = await loginError(proxy.pgConfig({ user: "auth_app_user", password: "wrong" }));
     expect(err.code).toBe("28P01");
-    expect(err.message).toBe('password authentication failed for user "app_user"');
+    expect(err.message).toBe('password authentication failed for user "auth_app_user"');
   });
 
   // SASLprep parity: PostgreSQL hashed each password (pg_saslprep, raw bytes where it refuses);
@@ -198,17 +197,17 @@ describe("authentication", () => {
   // the sidecar with a secret the sidecar derived itself.
   it("hashes passwords that need SASLprep as PostgreSQL does, raw where PostgreSQL refuses", async () => {
     const roles: [string, string][] = [
-      ["sasl_soft_hyphen", "I\u00adX"], // B.1: mapped to nothing -> "IX"
-      ["sasl_roman_nine", "\u2168"], // NFKC -> "IX"
-      ["sasl_nbsp", "pass\u00a0word"], // C.1.2: a space -> "pass word"
-      ["sasl_bell", "\u00e9\u0007"], // C.2.1 prohibited: the raw bytes
-      ["sasl_tone_mark", "a\u0340"], // C.8 before NFKC (not after): the raw bytes
-      ["sasl_hebrew_tm", "\u05d0\u2122\u05d0"], // no LCat before NFKC (TM after) -> "\u05d0TM\u05d0"
+      ["auth_sasl_soft_hyphen", "I\u00adX"], // B.1: mapped to nothing -> "IX"
+      ["auth_sasl_roman_nine", "\u2168"], // NFKC -> "IX"
+      ["auth_sasl_nbsp", "pass\u00a0word"], // C.1.2: a space -> "pass word"
+      ["auth_sasl_bell", "\u00e9\u0007"], // C.2.1 prohibited: the raw bytes
+      ["auth_sasl_tone_mark", "a\u0340"], // C.8 before NFKC (not after): the raw bytes
+      ["auth_sasl_hebrew_tm", "\u05d0\u2122\u05d0"], // no LCat before NFKC (TM after) -> "\u05d0TM\u05d0"
     ];
     const create = roles.map(([name, pw]) => `CREATE ROLE ${name} LOGIN PASSWORD '${pw}';`);
     await cluster.query(`SET password_encryption = 'scram-sha-256'; ${create.join(" ")}`);
     const stored = await cluster.query(
-      "SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE 'sasl\\_%' ORDER BY rolname",
+      "SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE 'auth\\_sasl\\_%' ORDER BY rolname",
     );
     expect(stored).toHaveLength(roles.length);
     for (const { rolname, rolpassword } of stored) {
@@ -231,8 +230,8 @@ describe("authentication", () => {
       });
     }
     // Equivalent under SASLprep: the same keys. Not equivalent once SASLprep refused: 28P01.
-    expect((await psql(p, "sasl_roman_nine", "IX", "SELECT 1")).code).toBe(0);
-    const bell = await psql(p, "sasl_bell", "\u00e9", "SELECT 1");
-    expect(bell.stderr).toContain('password authentication failed for user "sasl_bell"');
+    expect((await psql(p, "auth_sasl_roman_nine", "IX", "SELECT 1")).code).toBe(0);
+    const bell = await psql(p, "auth_sasl_bell", "\u00e9", "SELECT 1");
+    expect(bell.stderr).toContain('password authentication failed for user "auth_sasl_bell"');
   });
 });

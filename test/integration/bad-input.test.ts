@@ -5,8 +5,9 @@
 import { randomBytes, randomInt } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 import {
   errorFields,
   frame,
@@ -33,25 +34,24 @@ function onlyErrorCode(msgs: WireMessage[]): string {
 }
 
 describe("bad client input", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   let user: string;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     user = cluster.superuser;
-    await cluster.createUser("junk", "junk pw");
+    await cluster.createUser("badinput_junk", "junk pw");
     proxy = await startProxy(cluster, {
       pool_size: 2,
       auth_type: "trust",
       max_message_bytes: "1MB",
       client_login_timeout: "1s",
-      users: [{ name: "junk", password: "junk pw" }],
+      users: [{ name: "badinput_junk", password: "junk pw" }],
     });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   /** A raw client that has logged in (trust) and seen ReadyForQuery. */
@@ -206,9 +206,7 @@ describe("bad client input", () => {
     await c.waitClosed(5000);
     c.destroy();
     await expectStillServing();
-    const deadline = Date.now() + 3000;
-    while (proxy.proxy.sessions.size > before && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
+    await until("the session to end", () => proxy.proxy.sessions.size <= before, 3000, 50);
     expect(proxy.proxy.sessions.size).toBe(before);
   });
 
@@ -287,7 +285,7 @@ describe("bad client input", () => {
       } else {
         // Logged in (as its own user, so the good client's pool is not the one exhausted), then
         // frames with random types, lengths and bodies.
-        c.write(startupPacket(3, 0, { user: "junk", database: "postgres" }));
+        c.write(startupPacket(3, 0, { user: "badinput_junk", database: "postgres" }));
         await c.waitForType("Z", 3000);
         const frames: Buffer[] = [];
         for (let f = randomInt(1, 4); f > 0; f--) {
@@ -333,23 +331,25 @@ describe("bad client input", () => {
     await good.end();
 
     // Every garbage session is gone, and new clients are served.
-    const deadline = Date.now() + 5000;
-    while (proxy.proxy.sessions.size > baseline - 1 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
+    await until(
+      "the garbage sessions to end",
+      () => proxy.proxy.sessions.size < baseline,
+      5000,
+      50,
+    );
     expect(proxy.proxy.sessions.size).toBe(baseline - 1);
     await expectStillServing();
 
     // The garbage sessions' servers are within pool_size and none is left inside a transaction.
     let states: string[] = [];
-    const settle = Date.now() + 5000;
-    do {
+    const junkServersIdle = async () => {
       const rows = await cluster.query(
-        "SELECT state FROM pg_stat_activity WHERE usename = 'junk' AND pid <> pg_backend_pid()",
+        "SELECT state FROM pg_stat_activity WHERE usename = 'badinput_junk' AND pid <> pg_backend_pid()",
       );
       states = rows.map((r) => r.state as string);
-      if (states.every((st) => st === "idle")) break;
-      await new Promise((r) => setTimeout(r, 100));
-    } while (Date.now() < settle);
+      return states.every((st) => st === "idle");
+    };
+    await until("the junk servers to be idle", junkServersIdle, 5000, 100);
     expect(states.length).toBeLessThanOrEqual(2);
     expect(states.filter((st) => st !== "idle")).toEqual([]);
   });

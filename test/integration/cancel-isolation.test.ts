@@ -2,8 +2,9 @@
 // between units (its backend back in the pool, now running someone else's query) cancels nothing.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 import { cancelPacket, RawClient } from "../helpers/wire.js";
 
 /** The BackendKeyData a pg client received (the sidecar's key). */
@@ -22,7 +23,7 @@ async function sendCancel(port: number, key: { pid: number; secret: number }): P
   raw.destroy();
 }
 
-async function sleepers(cluster: PgCluster): Promise<number> {
+async function sleepers(cluster: SharedCluster): Promise<number> {
   const rows = await cluster.query(
     "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%' AND state = 'active' AND pid <> pg_backend_pid()",
   );
@@ -30,17 +31,16 @@ async function sleepers(cluster: PgCluster): Promise<number> {
 }
 
 describe("cancel isolation", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     // One backend: whatever client A used is what client B runs on next.
     proxy = await startProxy(cluster, { pool_size: 1 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("a client between units cancels nothing, not the next client's query on its old backend", async () => {
@@ -53,10 +53,7 @@ describe("cancel isolation", () => {
     try {
       const [{ pid: serverPid }] = (await a.query("SELECT pg_backend_pid() AS pid")).rows;
       const running = b.query("SELECT pg_sleep(1.5), pg_backend_pid() AS pid");
-      const deadline = Date.now() + 5000;
-      while ((await sleepers(cluster)) === 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await until("the pg_sleep to run", async () => (await sleepers(cluster)) > 0, 5000, 20);
       await sendCancel(proxy.port, keyOf(a));
       const result = await running; // not 57014 "canceling statement due to user request"
       expect(result.rows[0].pid).toBe(serverPid);
@@ -75,10 +72,7 @@ describe("cancel isolation", () => {
         () => null,
         (e: pg.DatabaseError) => e,
       );
-      const deadline = Date.now() + 5000;
-      while ((await sleepers(cluster)) === 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await until("the pg_sleep to run", async () => (await sleepers(cluster)) > 0, 5000, 20);
       await sendCancel(proxy.port, keyOf(a));
       expect((await running)?.code).toBe("57014");
       expect((await a.query("SELECT 1 AS v")).rows[0].v).toBe(1);

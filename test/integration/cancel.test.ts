@@ -2,9 +2,10 @@
 // reaches the server running its query; a wrong key cancels nothing.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { python3Psycopg } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 import { cancelPacket, RawClient } from "../helpers/wire.js";
 
 /** The BackendKeyData a pg client received (the sidecar's key, not the server's). */
@@ -28,33 +29,23 @@ async function sendCancel(port: number, pid: number, secret: number): Promise<vo
 }
 
 /** pg_stat_activity rows of the cluster running pg_sleep (seen directly, not through the proxy). */
-async function sleepers(cluster: PgCluster): Promise<number> {
+async function sleepers(cluster: SharedCluster): Promise<number> {
   const rows = await cluster.query(
     "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%' AND state = 'active' AND pid <> pg_backend_pid()",
   );
   return rows[0].n as number;
 }
 
-async function waitUntil(pred: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await pred()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return pred();
-}
-
 describe("cancel", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { pool_size: 3 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("cancels a running pg_sleep within 1 s with 57014, and the client's next query works", async () => {
@@ -70,7 +61,7 @@ describe("cancel", () => {
         query.on("end", () => resolve(null));
       });
       c.query(query);
-      expect(await waitUntil(async () => (await sleepers(cluster)) === 1, 5000)).toBe(true);
+      await until("one pg_sleep running", async () => (await sleepers(cluster)) === 1, 5000, 50);
 
       // node-postgres cancels through a second Client on a new connection (Client#cancel).
       const canceller = new pg.Client(proxy.pgConfig());
@@ -100,7 +91,7 @@ describe("cancel", () => {
         () => null,
         (e: pg.DatabaseError) => e,
       );
-      expect(await waitUntil(async () => (await sleepers(cluster)) === 1, 5000)).toBe(true);
+      await until("one pg_sleep running", async () => (await sleepers(cluster)) === 1, 5000, 50);
       const { pid, secret } = keyOf(c);
       const t0 = performance.now();
       await sendCancel(proxy.port, pid, secret);
@@ -129,7 +120,7 @@ describe("cancel", () => {
           return e;
         },
       );
-      expect(await waitUntil(async () => (await sleepers(cluster)) === 1, 5000)).toBe(true);
+      await until("one pg_sleep running", async () => (await sleepers(cluster)) === 1, 5000, 50);
       const { pid, secret } = keyOf(c);
       await sendCancel(proxy.port, pid, secret ^ 0x5a5a5a5a);
       await sendCancel(proxy.port, pid === 1 ? 2 : pid - 1, secret);

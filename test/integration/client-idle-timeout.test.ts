@@ -1,19 +1,18 @@
 // client_idle_timeout closes clients idle outside a transaction, and only those.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("client_idle_timeout", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { client_idle_timeout: "1s" });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("closes an idle client with 57P05 but not one inside a transaction or one that keeps working", async () => {

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { python3Psycopg, run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 import { startupPacket } from "../helpers/wire.js";
 
 interface Endpoint {
@@ -22,7 +23,7 @@ interface Endpoint {
 }
 
 /** psql against 127.0.0.1:port with extra conninfo; its exit code, stdout and stderr. */
-function psql(cluster: PgCluster, port: number, conninfo: string, command = "\\conninfo") {
+function psql(cluster: SharedCluster, port: number, conninfo: string, command = "\\conninfo") {
   return run(
     "psql",
     [
@@ -65,7 +66,7 @@ except psycopg.OperationalError as e:
     print("error", str(e).strip().replace("\\n", " "))
 `;
 
-function psycopgDsn(cluster: PgCluster, port: number, extra: string): string {
+function psycopgDsn(cluster: SharedCluster, port: number, extra: string): string {
   return `host=127.0.0.1 port=${port} user=${cluster.superuser} password=${cluster.password} dbname=postgres ${extra}`;
 }
 
@@ -240,16 +241,15 @@ describe("client TLS with no TLS settings: an ephemeral certificate", () => {
 });
 
 describe("client_tls: off", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { pool_size: 1, client_tls: "off" });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("answers N: sslmode=require fails as before, prefer and disable connect in plaintext", async () => {
@@ -282,12 +282,9 @@ describe("client_tls: off", () => {
 });
 
 describe("start-time cost of the ephemeral certificate", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   beforeAll(async () => {
-    cluster = await startCluster();
-  });
-  afterAll(async () => {
-    await cluster?.destroy();
+    cluster = await sharedCluster();
   });
 
   it("adds milliseconds to start, measured against client_tls: off", async () => {

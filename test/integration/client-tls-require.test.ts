@@ -8,8 +8,8 @@ import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 function selfSigned(dir: string): { cert: string; key: string } {
   const cert = join(dir, "sidecar.crt");
@@ -41,12 +41,12 @@ async function queryVia(config: pg.ClientConfig): Promise<{ v: number; encrypted
 }
 
 describe("client_tls: require", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   let dir: string;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     dir = mkdtempSync(join(tmpdir(), "pgsidecar-client-tls-"));
     const { cert, key } = selfSigned(dir);
     proxy = await startProxy(cluster, {
@@ -59,7 +59,6 @@ describe("client_tls: require", () => {
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

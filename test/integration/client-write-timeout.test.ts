@@ -3,19 +3,19 @@
 import net from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 import { queryFrame, RawClient, startupPacket } from "../helpers/wire.js";
 
 /** About 64 MB of rows: far more than the socket buffers between Postgres and the client hold. */
 const BIG_QUERY = "SELECT repeat('x', 1000) FROM generate_series(1, 64000)";
 
 describe("client_write_timeout", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     // One backend: a client that sits on it blocks everyone else.
     proxy = await startProxy(cluster, {
       auth_type: "trust",
@@ -25,7 +25,6 @@ describe("client_write_timeout", () => {
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   async function loggedIn(): Promise<RawClient> {

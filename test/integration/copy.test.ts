@@ -14,21 +14,21 @@ import { pipeline } from "node:stream/promises";
 import pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 const ROWS = 100_000;
 
 describe("COPY through transaction pooling", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   let dir: string;
   const source = () => join(dir, "source.tsv");
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.query("CREATE TABLE items (id int PRIMARY KEY, name text, payload text)");
+    cluster = await sharedCluster();
+    await cluster.query("CREATE TABLE copy_items (id int PRIMARY KEY, name text, payload text)");
     proxy = await startProxy(cluster, { pool_size: 2 });
     dir = mkdtempSync(join(tmpdir(), "pgsidecar-copy-"));
     const lines: string[] = [];
@@ -38,7 +38,6 @@ describe("COPY through transaction pooling", () => {
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -67,11 +66,11 @@ describe("COPY through transaction pooling", () => {
     );
 
   it("psql \\copy in and out of a 100,000-row table: byte-identical", async () => {
-    const copyIn = await psql(`\\copy items FROM '${source()}'`);
+    const copyIn = await psql(`\\copy copy_items FROM '${source()}'`);
     expect(copyIn.stderr).toBe("");
     expect(copyIn.stdout.trim()).toBe(`COPY ${ROWS}`);
     const out = join(dir, "psql-out.tsv");
-    const copyOut = await psql(`\\copy (SELECT * FROM items ORDER BY id) TO '${out}'`);
+    const copyOut = await psql(`\\copy (SELECT * FROM copy_items ORDER BY id) TO '${out}'`);
     expect(copyOut.stdout.trim()).toBe(`COPY ${ROWS}`);
     expect(readFileSync(out).equals(readFileSync(source()))).toBe(true);
   });
@@ -79,16 +78,19 @@ describe("COPY through transaction pooling", () => {
   it("node-postgres COPY FROM STDIN and TO STDOUT (pg-copy-streams): byte-identical", async () => {
     const client = new pg.Client(proxy.pgConfig());
     await client.connect();
-    await client.query("CREATE TABLE items2 (LIKE items)");
-    await pipeline(createReadStream(source()), client.query(copyFrom("COPY items2 FROM STDIN")));
+    await client.query("CREATE TABLE copy_items2 (LIKE copy_items)");
+    await pipeline(
+      createReadStream(source()),
+      client.query(copyFrom("COPY copy_items2 FROM STDIN")),
+    );
     const out = join(dir, "node-out.tsv");
     await pipeline(
-      client.query(copyTo("COPY (SELECT * FROM items2 ORDER BY id) TO STDOUT")),
+      client.query(copyTo("COPY (SELECT * FROM copy_items2 ORDER BY id) TO STDOUT")),
       createWriteStream(out),
     );
     expect(readFileSync(out).equals(readFileSync(source()))).toBe(true);
     // The connection is in a clean state afterwards, and other clients shared the servers.
-    expect((await client.query("SELECT count(*)::int AS n FROM items2")).rows[0].n).toBe(ROWS);
+    expect((await client.query("SELECT count(*)::int AS n FROM copy_items2")).rows[0].n).toBe(ROWS);
     await client.end();
   });
 
@@ -98,7 +100,7 @@ describe("COPY through transaction pooling", () => {
     const bad = join(dir, "bad.tsv");
     writeFileSync(bad, "1\tdup\tx\n");
     await expect(
-      pipeline(createReadStream(bad), client.query(copyFrom("COPY items FROM STDIN"))),
+      pipeline(createReadStream(bad), client.query(copyFrom("COPY copy_items FROM STDIN"))),
     ).rejects.toMatchObject({
       code: "23505",
     });

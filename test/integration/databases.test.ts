@@ -3,9 +3,10 @@
 // name the server does not have gets the server's own FATAL 3D000, and its pool is forgotten.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 
 async function currentDatabase(config: pg.ClientConfig): Promise<string> {
   const c = new pg.Client({ ...config, connectionTimeoutMillis: 5000 });
@@ -31,20 +32,14 @@ async function loginError(config: pg.ClientConfig): Promise<{ code?: string; mes
   throw new Error("logged in, expected an error");
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  return cond();
-}
-
 describe("any database of the upstream's server (default config)", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let transaction: TestProxy;
   let session: TestProxy;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.createDatabase("second_app");
+    cluster = await sharedCluster();
+    await cluster.createDatabase("second_app_databases");
     // The default config: only `upstream` (database postgres) is set.
     transaction = await startProxy(cluster, { pool_size: 2, pool_mode: "transaction" });
     session = await startProxy(cluster, { pool_size: 2, pool_mode: "session" });
@@ -52,20 +47,23 @@ describe("any database of the upstream's server (default config)", () => {
   afterAll(async () => {
     await transaction?.stop();
     await session?.stop();
-    await cluster?.destroy();
   });
 
   for (const mode of ["transaction", "session"] as const) {
     it(`node-postgres clients of template1, postgres and a second database work (${mode} mode)`, async () => {
       const proxy = mode === "transaction" ? transaction : session;
-      for (const database of ["template1", "postgres", "second_app"]) {
+      for (const database of ["template1", "postgres", "second_app_databases"]) {
         // The same against Postgres directly, so the test shows the two agree.
         expect(await currentDatabase({ ...proxyless(cluster), database })).toBe(database);
         expect(await currentDatabase(proxy.pgConfig({ database }))).toBe(database);
       }
       // One pool per (database, user), each with the default pool_mode and pool_size.
       const pools = [...proxy.proxy.pools.keys()].sort();
-      expect(pools).toEqual(["postgres/postgres", "second_app/postgres", "template1/postgres"]);
+      expect(pools).toEqual([
+        "postgres/postgres",
+        "second_app_databases/postgres",
+        "template1/postgres",
+      ]);
       for (const pool of proxy.proxy.pools.values()) expect(pool.settings.poolSize).toBe(2);
       expect(proxy.proxy.databaseConfig("template1")?.pool_mode).toBe(mode);
     });
@@ -96,7 +94,12 @@ describe("any database of the upstream's server (default config)", () => {
     // Again at once (the refused pool may still exist, with its upstream in backoff).
     expect(await loginError(transaction.pgConfig({ database: "no_such_db" }))).toEqual(direct);
     // Names clients make up leave no pool, upstream state or metric series behind.
-    expect(await until(() => !transaction.proxy.pools.has("no_such_db/postgres"))).toBe(true);
+    await until(
+      "the refused pool to go",
+      () => !transaction.proxy.pools.has("no_such_db/postgres"),
+      5000,
+      50,
+    );
     const metrics = await transaction.proxy.metrics.registry.metrics();
     expect(metrics).not.toContain('database="no_such_db"');
     // The pools of databases that exist stay.
@@ -112,13 +115,10 @@ describe("any database of the upstream's server (default config)", () => {
 });
 
 describe("databases: explicit * entry and any_database: false", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-  });
-  afterAll(async () => {
-    await cluster?.destroy();
+    cluster = await sharedCluster();
   });
 
   it("any_database: false answers other names with 3D000 from the sidecar", async () => {
@@ -153,7 +153,7 @@ describe("databases: explicit * entry and any_database: false", () => {
 });
 
 /** Connection options for the cluster itself. */
-function proxyless(cluster: PgCluster): pg.ClientConfig {
+function proxyless(cluster: SharedCluster): pg.ClientConfig {
   return {
     host: cluster.host,
     port: cluster.port,

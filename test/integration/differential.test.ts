@@ -33,8 +33,8 @@ import {
   type Step,
   sync,
 } from "../helpers/differential.js";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 type Mode = "transaction" | "session";
 
@@ -1138,7 +1138,7 @@ const KNOWN_DIFFERENCES = new Map<string, { modes: string[]; why: string }>([
 ]);
 
 describe("differential: Postgres directly vs through the sidecar", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   const proxies = new Map<Mode, TestProxy>();
   let direct: Endpoint;
   const via = (mode: Mode): Endpoint => {
@@ -1148,7 +1148,7 @@ describe("differential: Postgres directly vs through the sidecar", () => {
   };
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     direct = {
       port: cluster.port,
       user: cluster.superuser,
@@ -1161,7 +1161,6 @@ describe("differential: Postgres directly vs through the sidecar", () => {
   });
   afterAll(async () => {
     for (const p of proxies.values()) await p.stop();
-    await cluster?.destroy();
   });
 
   /** Resets the conversation's state, logs in, plays it; the normalised replies. */

@@ -15,14 +15,14 @@ import {
   position,
   validStream,
 } from "../helpers/frontend-streams.js";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
-import { queryFrame, RawClient, startupPacket } from "../helpers/wire.js";
 import {
   httpStatus,
   type SidecarProcess,
   sidecarMetric,
   spawnSidecar,
-} from "./lifecycle-process.js";
+} from "../helpers/lifecycle-process.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { queryFrame, RawClient, startupPacket } from "../helpers/wire.js";
 
 const STREAMS = Number(process.env.FUZZ_STREAMS ?? 10_000);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
@@ -60,12 +60,12 @@ const MARKER = Buffer.concat([
 ]);
 
 describe("fuzzing a live session", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let sidecar: SidecarProcess;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.createUser("junk", "junk pw");
+    cluster = await sharedCluster();
+    await cluster.createUser("fuzz_junk", "junk pw");
     sidecar = await spawnSidecar([
       "--listen",
       "127.0.0.1:0",
@@ -74,7 +74,7 @@ describe("fuzzing a live session", () => {
       "--upstream",
       cluster.url({ database: "postgres" }),
       "--users",
-      "[{name: junk, password: junk pw}]",
+      "[{name: fuzz_junk, password: junk pw}]",
       "--auth-type",
       "trust",
       "--pool-size",
@@ -83,7 +83,6 @@ describe("fuzzing a live session", () => {
   });
   afterAll(async () => {
     sidecar?.kill();
-    await cluster?.destroy();
   });
 
   it(`survives ${STREAMS} generated streams while a canary keeps being served`, async () => {
@@ -137,7 +136,7 @@ describe("fuzzing a live session", () => {
     const feed = async (p: Plan) => {
       const c = await RawClient.connect(sidecar.port);
       try {
-        c.write(startupPacket(3, 0, { user: "junk", database: "postgres" }));
+        c.write(startupPacket(3, 0, { user: "fuzz_junk", database: "postgres" }));
         if ((await c.waitForType("Z", 5000)) === undefined) {
           outcome.loginFailed++;
           return;

@@ -7,14 +7,14 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ScramClientExchange } from "../../src/auth/scram-sha-256.js";
 import { backendProtocolErrors } from "../helpers/frontend-streams.js";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
-import { errorFields, frame, RawClient, startupPacket, type WireMessage } from "../helpers/wire.js";
 import {
   httpStatus,
   type SidecarProcess,
   sidecarMetric,
   spawnSidecar,
-} from "./lifecycle-process.js";
+} from "../helpers/lifecycle-process.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { errorFields, frame, RawClient, startupPacket, type WireMessage } from "../helpers/wire.js";
 
 const z = (s: string) => Buffer.from(`${s}\0`);
 function i16(n: number): Buffer {
@@ -56,7 +56,7 @@ async function fatalThenClose(c: RawClient, timeoutMs = 3000): Promise<Record<st
 }
 
 describe("hostile input (CLI child process)", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   /** auth_type trust: protocol tests after a real login. */
   let trust: SidecarProcess;
   /** auth_type scram-sha-256: authentication tests. */
@@ -64,8 +64,8 @@ describe("hostile input (CLI child process)", () => {
   let logMark = 0;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.createUser("junk", "junk pw");
+    cluster = await sharedCluster();
+    await cluster.createUser("hostile_junk", "junk pw");
     const common = [
       "--listen",
       "127.0.0.1:0",
@@ -74,7 +74,7 @@ describe("hostile input (CLI child process)", () => {
       "--upstream",
       cluster.url({ database: "postgres" }),
       "--users",
-      "[{name: junk, password: junk pw}]",
+      "[{name: hostile_junk, password: junk pw}]",
       "--pool-size",
       "2",
     ];
@@ -85,12 +85,11 @@ describe("hostile input (CLI child process)", () => {
   afterAll(async () => {
     trust?.kill();
     scram?.kill();
-    await cluster?.destroy();
   });
 
   async function loggedIn(): Promise<RawClient> {
     const c = await RawClient.connect(trust.port);
-    c.write(startupPacket(3, 0, { user: "junk", database: "postgres" }));
+    c.write(startupPacket(3, 0, { user: "hostile_junk", database: "postgres" }));
     expect((await c.waitForType("Z"))?.body.toString()).toBe("I");
     return c;
   }
@@ -159,7 +158,7 @@ describe("hostile input (CLI child process)", () => {
     const clients = await Promise.all(
       Array.from({ length: 20 }, async () => {
         const c = await RawClient.connect(scram.port);
-        c.write(startupPacket(3, 0, { user: "junk", database: "postgres" }));
+        c.write(startupPacket(3, 0, { user: "hostile_junk", database: "postgres" }));
         await c.waitForType("R");
         return c;
       }),
@@ -191,7 +190,7 @@ describe("hostile input (CLI child process)", () => {
     /** A client that has sent its StartupMessage and got AuthenticationSASL. */
     async function saslStarted(): Promise<RawClient> {
       const c = await RawClient.connect(scram.port);
-      c.write(startupPacket(3, 0, { user: "junk", database: "postgres" }));
+      c.write(startupPacket(3, 0, { user: "hostile_junk", database: "postgres" }));
       const r = await c.waitForType("R");
       expect(r?.body.readInt32BE(0)).toBe(10);
       return c;
@@ -241,7 +240,7 @@ describe("hostile input (CLI child process)", () => {
       c.write(initial("SCRAM-SHA-256", clientFirst.length, clientFirst));
       await c.waitFor((m) => m.filter((x) => x.type === "R").length >= 2);
       const t0 = performance.now();
-      c.write(startupPacket(3, 0, { user: "junk", database: "postgres" }));
+      c.write(startupPacket(3, 0, { user: "hostile_junk", database: "postgres" }));
       const e = await fatalThenClose(c);
       expect(performance.now() - t0).toBeLessThan(1000);
       expect(e).toMatchObject({

@@ -5,15 +5,15 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminHttpServer } from "../../src/admin/http.js";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 function basic(user: string, password: string): Record<string, string> {
   return { Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}` };
 }
 
 describe("HTTP /status access", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   /** The same HTTP server, for which no peer is local: every request comes "from outside". */
   let remote: AdminHttpServer;
@@ -21,7 +21,7 @@ describe("HTTP /status access", () => {
   const fromOutside = (path: string) => `http://127.0.0.1:${remote.port}${path}`;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, {
       http_listen: "0.0.0.0:0",
       users: [
@@ -43,7 +43,6 @@ describe("HTTP /status access", () => {
   afterAll(async () => {
     await remote?.stop();
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("serves /status to a loopback peer without credentials", async () => {

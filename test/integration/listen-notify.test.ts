@@ -2,22 +2,21 @@
 // fans notifications out to the clients subscribed to each channel.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { python3Psycopg } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
 import { startRelay } from "../helpers/relay.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 import { until } from "../helpers/until.js";
 
 describe("LISTEN/NOTIFY in transaction mode", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { pool_size: 2 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   const connect = async () => {

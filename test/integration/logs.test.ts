@@ -11,15 +11,21 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scrubSecrets } from "../../src/log.js";
-import { findFreePort, type PgCluster, startCluster } from "../helpers/pg-cluster.js";
+import { findFreePort } from "../helpers/pg-cluster.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CLI = join(REPO, "dist", "cli.js");
 
-const APP = { user: "app", password: "app-pw-Quokka-7731" };
+const APP = { user: "logs_app", password: "app-pw-Quokka-7731" };
 const ADMIN = { user: "boss", password: "boss-pw-Wombat-2290" };
 /** Known to the sidecar with this password; Postgres has another one, so the server login fails. */
-const STALE = { user: "stale", password: "stale-pw-Numbat-5512", real: "stale-real-Dingo-8803" };
+const STALE = {
+  user: "logs_stale",
+  password: "stale-pw-Numbat-5512",
+  real: "stale-real-Dingo-8803",
+};
 const WRONG = "wrong-pw-Platypus-4417";
 
 interface Running {
@@ -49,15 +55,15 @@ async function startCli(args: string[]): Promise<Running> {
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code) => resolve(code)),
   );
-  const deadline = Date.now() + 20_000;
   let port = 0;
-  while (port === 0) {
+  const listeningOrExited = () => {
     const m = /"listen":"127\.0\.0\.1:(\d+)"|listen=127\.0\.0\.1:(\d+)/.exec(out);
     if (m) port = Number(m[1] ?? m[2]);
-    else if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`pgsidecar did not start:\n${out}\n${err}`);
-    else await new Promise((r) => setTimeout(r, 50));
-  }
+    return port !== 0 || child.exitCode !== null;
+  };
+  const notStarted = () => `pgsidecar did not start:\n${out}\n${err}`;
+  await until(notStarted, listeningOrExited, 20_000, 50);
+  if (port === 0) throw new Error(notStarted());
   return { child, port, output: () => `${out}\n${err}`, exited };
 }
 
@@ -83,14 +89,14 @@ const connectError = async (c: pg.Client) =>
   )) as { code?: string; message?: string } | null;
 
 describe("logs", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let dir: string;
   let running: Running | null = null;
   let secrets: string[];
   let args: string[];
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     await cluster.createUser(APP.user, APP.password);
     await cluster.createUser(STALE.user, STALE.real);
     dir = mkdtempSync(join(tmpdir(), "pgsidecar-logs-"));
@@ -136,7 +142,6 @@ describe("logs", () => {
 
   afterAll(async () => {
     await stop(running, "SIGKILL");
-    await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -202,7 +207,7 @@ describe("logs", () => {
     ).toBe("28000");
     // The backend is killed while idle in the pool.
     await cluster.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app' AND backend_type = 'client backend'",
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${APP.user}' AND backend_type = 'client backend'`,
     );
     await new Promise((r) => setTimeout(r, 300));
     await app.query("SELECT 2");
@@ -234,18 +239,20 @@ describe("logs", () => {
     const find = (msg: string, pred: (l: Record<string, unknown>) => boolean = () => true) =>
       lines.filter((l) => l.msg === msg && pred(l));
 
-    expect(find("server connection opened", (l) => l.pool === "postgres/app").length).toBe(2);
+    expect(find("server connection opened", (l) => l.pool === `postgres/${APP.user}`).length).toBe(
+      2,
+    );
     expect(
       find(
         "server connection closed",
-        (l) => l.pool === "postgres/app" && l.reason === "terminated",
+        (l) => l.pool === `postgres/${APP.user}` && l.reason === "terminated",
       ),
     ).toHaveLength(1);
     expect(
-      find("server connection failed", (l) => l.pool === "postgres/stale").length,
+      find("server connection failed", (l) => l.pool === `postgres/${STALE.user}`).length,
     ).toBeGreaterThan(0);
     expect(
-      find("server connection failed", (l) => l.pool === "nowhere/app").length,
+      find("server connection failed", (l) => l.pool === `nowhere/${APP.user}`).length,
     ).toBeGreaterThan(0);
     expect(
       find("client authentication failed", (l) => l.user === APP.user && l.sqlstate === "28P01"),

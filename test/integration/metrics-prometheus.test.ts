@@ -7,8 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { findFreePort, type PgCluster, startCluster } from "../helpers/pg-cluster.js";
+import { findFreePort } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 
 const DASHBOARD = new URL("../../config/grafana/pgsidecar-dashboard.json", import.meta.url);
 
@@ -18,7 +20,7 @@ interface Sample {
 }
 
 describe("Prometheus scraping the sidecar", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   let dir: string;
   let prometheus: ChildProcess | null = null;
@@ -42,22 +44,21 @@ describe("Prometheus scraping the sidecar", () => {
     if (body.status !== "success") throw new Error(`${expr}: ${body.error}`);
     return body.data.result;
   }
-  async function until<T>(what: string, fn: () => Promise<T | null>, ms = 30_000): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await fn().catch(() => null);
-      if (v !== null) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${promLog()}`);
-      await sleep(250);
-    }
-  }
+  /** until() for Prometheus: an error (not up yet, no series yet) is "not yet"; its log on failure. */
+  const promUntil = (what: string, fn: () => Promise<boolean>) =>
+    until(
+      () => `${what}\n${promLog()}`,
+      () => fn().catch(() => false),
+      30_000,
+      250,
+    );
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.createUser("app", "app-secret");
+    cluster = await sharedCluster();
+    await cluster.createUser("prom_app", "app-secret");
     proxy = await startProxy(cluster, {
       pool_size: 2,
-      users: [{ name: "app", password: "app-secret" }],
+      users: [{ name: "prom_app", password: "app-secret" }],
     });
     dir = mkdtempSync(join(tmpdir(), "pgsidecar-prom-"));
     const port = await findFreePort();
@@ -88,9 +89,7 @@ describe("Prometheus scraping the sidecar", () => {
       ],
       { stdio: ["ignore", log, log] },
     );
-    await until("Prometheus to be ready", async () =>
-      (await fetch(`${promUrl}/-/ready`)).ok ? true : null,
-    );
+    await promUntil("Prometheus to be ready", async () => (await fetch(`${promUrl}/-/ready`)).ok);
   });
 
   afterAll(async () => {
@@ -102,12 +101,11 @@ describe("Prometheus scraping the sidecar", () => {
       if (p.exitCode === null && p.signalCode === null) process.kill(p.pid, "SIGKILL");
     }
     await proxy?.stop();
-    await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it("shows a backend killed by pg_terminate_backend as a server closed with reason terminated", async () => {
-    const c = new pg.Client(proxy.pgConfig({ user: "app", password: "app-secret" }));
+    const c = new pg.Client(proxy.pgConfig({ user: "prom_app", password: "app-secret" }));
     await c.connect();
     for (let i = 0; i < 20; i++) await c.query("SELECT 1");
     await c.query("BEGIN");
@@ -115,23 +113,24 @@ describe("Prometheus scraping the sidecar", () => {
     await c.query("COMMIT");
 
     // Wait until Prometheus holds a few samples of the idle server and of the reason at 0.
-    await until("a scrape with the terminated reason at 0", async () => {
+    await promUntil("a scrape with the terminated reason at 0", async () => {
       const r = await query(
-        'count_over_time(pgsidecar_server_connections_closed_total{job="pgsidecar",reason="terminated",user="app"}[1m])',
+        'count_over_time(pgsidecar_server_connections_closed_total{job="pgsidecar",reason="terminated",user="prom_app"}[1m])',
       );
-      return r.length === 1 && Number(r[0].value[1]) >= 2 ? true : null;
+      return r.length === 1 && Number(r[0].value[1]) >= 2;
     });
-    const pids = await cluster.backendPids("app");
+    const pids = await cluster.backendPids("prom_app");
     expect(pids.length).toBeGreaterThan(0);
     await cluster.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app' AND backend_type = 'client backend'",
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'prom_app' AND backend_type = 'client backend'",
     );
 
-    const rows = await until("the terminated reason to increase", async () => {
-      const r = await query(
-        'sum by (reason) (increase(pgsidecar_server_connections_closed_total{job="pgsidecar",database="postgres",user="app"}[1m])) > 0',
+    let rows: Sample[] = [];
+    await promUntil("the terminated reason to increase", async () => {
+      rows = await query(
+        'sum by (reason) (increase(pgsidecar_server_connections_closed_total{job="pgsidecar",database="postgres",user="prom_app"}[1m])) > 0',
       );
-      return r.length > 0 ? r : null;
+      return rows.length > 0;
     });
     expect(rows.map((r) => r.metric.reason)).toEqual(["terminated"]);
     // The client never noticed: the next query is served by a new server.
@@ -141,7 +140,7 @@ describe("Prometheus scraping the sidecar", () => {
       Number(
         (
           await query(
-            'pgsidecar_server_connections_closed_total{job="pgsidecar",user="app",reason="terminated"}',
+            'pgsidecar_server_connections_closed_total{job="pgsidecar",user="prom_app",reason="terminated"}',
           )
         )[0].value[1],
       ),

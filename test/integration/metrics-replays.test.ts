@@ -5,32 +5,31 @@
 // client: unknown code may leave session state behind.)
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 
-const APP = { user: "app", password: "app-pw" };
+const APP = { user: "replays_app", password: "app-pw" };
 const SLEEP = "SELECT pg_sleep(1.5)";
 
 describe("replay metrics", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   const proxies: TestProxy[] = [];
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  /** Terminates the backend running pg_sleep for `app` as soon as it shows up; returns its pid. */
+  /** Terminates the backend running pg_sleep for APP as soon as it shows up; returns its pid. */
   async function killSleeper(exclude: number[] = []): Promise<number> {
-    // Up to 15 s: a loaded 2-core machine can be slow to replay (check, reconnect, login).
-    for (let i = 0; i < 300; i++) {
+    let pid: number | undefined;
+    const sleeperRuns = async () => {
       const rows = await cluster.query(
-        "SELECT pid FROM pg_stat_activity WHERE usename = 'app' AND state = 'active' AND query LIKE '%pg_sleep%'",
+        `SELECT pid FROM pg_stat_activity WHERE usename = '${APP.user}' AND state = 'active' AND query LIKE '%pg_sleep%'`,
       );
-      const pid = rows.map((r) => r.pid as number).find((p) => !exclude.includes(p));
-      if (pid !== undefined) {
-        await cluster.query("SELECT pg_terminate_backend($1)", [pid]);
-        return pid;
-      }
-      await sleep(50);
-    }
-    throw new Error("no backend ran pg_sleep");
+      pid = rows.map((r) => r.pid as number).find((p) => !exclude.includes(p));
+      return pid !== undefined;
+    };
+    // Up to 15 s: a loaded 2-core machine can be slow to replay (check, reconnect, login).
+    await until("a backend running pg_sleep", sleeperRuns, 15_000, 50);
+    await cluster.query("SELECT pg_terminate_backend($1)", [pid]);
+    return pid as number;
   }
   async function start(retry: string, retryMax = 1) {
     const p = await startProxy(cluster, {
@@ -48,12 +47,11 @@ describe("replay metrics", () => {
   }
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     await cluster.createUser(APP.user, APP.password);
   });
   afterAll(async () => {
     for (const p of proxies) await p.stop();
-    await cluster?.destroy();
   });
 
   it("counts a replay that succeeded", async () => {

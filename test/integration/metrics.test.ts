@@ -1,9 +1,11 @@
 // /metrics passes promtool's lint and counts what the proxy did; /healthz, /readyz and /status answer.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { findFreePort, type PgCluster, startCluster } from "../helpers/pg-cluster.js";
+import { findFreePort } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+import { until } from "../helpers/until.js";
 
 /** `name{labels} value` lines of a Prometheus text exposition, keyed by name plus sorted labels. */
 function parseExposition(text: string): Map<string, number> {
@@ -23,7 +25,7 @@ function parseExposition(text: string): Map<string, number> {
 }
 
 describe("metrics endpoint", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   const base = () => `http://127.0.0.1:${proxy.proxy.httpPort}`;
   const scrape = async () => {
@@ -41,20 +43,19 @@ describe("metrics endpoint", () => {
   };
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.createUser("app", "app-secret");
+    cluster = await sharedCluster();
+    await cluster.createUser("metrics_app", "app-secret");
     proxy = await startProxy(cluster, {
       pool_size: 3,
-      users: [{ name: "app", password: "app-secret" }],
+      users: [{ name: "metrics_app", password: "app-secret" }],
     });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("exports every required family with pgsidecar_ names, and promtool check metrics accepts it", async () => {
-    const c = new pg.Client(proxy.pgConfig({ user: "app", password: "app-secret" }));
+    const c = new pg.Client(proxy.pgConfig({ user: "metrics_app", password: "app-secret" }));
     await c.connect();
     await c.query("SELECT 1");
     await c.query({ name: "one", text: "SELECT $1::int AS v", values: [1] });
@@ -103,7 +104,7 @@ describe("metrics endpoint", () => {
     }
 
     const m = parseExposition(text);
-    const app = { database: "postgres", user: "app" };
+    const app = { database: "postgres", user: "metrics_app" };
     // SELECT 1, two named runs, BEGIN, SELECT 2, COMMIT, CREATE TEMP TABLE, the failed statement.
     expect(value(m, "pgsidecar_queries_total", app)).toBe(8);
     // Units ending outside a transaction: all but BEGIN and SELECT 2.
@@ -140,7 +141,7 @@ describe("metrics endpoint", () => {
   });
 
   it("never puts SQL text or client addresses in a label value", async () => {
-    const c = new pg.Client(proxy.pgConfig({ user: "app", password: "app-secret" }));
+    const c = new pg.Client(proxy.pgConfig({ user: "metrics_app", password: "app-secret" }));
     await c.connect();
     await c.query("SELECT 'distinctive_marker_text' AS v");
     const text = await scrape();
@@ -151,7 +152,7 @@ describe("metrics endpoint", () => {
   });
 
   it("counts errors the proxy sends, by SQLSTATE, with no pool before a client is routed", async () => {
-    const bad = new pg.Client(proxy.pgConfig({ user: "app", password: "wrong" }));
+    const bad = new pg.Client(proxy.pgConfig({ user: "metrics_app", password: "wrong" }));
     await expect(bad.connect()).rejects.toThrow(/password/);
     const m = parseExposition(await scrape());
     expect(
@@ -171,10 +172,11 @@ describe("metrics endpoint", () => {
       const readyz = (p: TestProxy) =>
         fetch(`http://127.0.0.1:${p.proxy.httpPort}/readyz`).then((r) => r.status);
       let status = 0;
-      for (let i = 0; i < 50 && status !== 503; i++) {
+      const refusing = async () => {
         status = await readyz(down);
-        if (status !== 503) await new Promise((r) => setTimeout(r, 100));
-      }
+        return status === 503;
+      };
+      await until("/readyz 503", refusing, 5000, 100);
       expect(status).toBe(503);
       expect(await readyz(up)).toBe(200);
       const m = parseExposition(
@@ -203,7 +205,7 @@ describe("metrics endpoint", () => {
       clients: unknown[];
       servers: Array<{ pid: number }>;
     };
-    expect(status.pools.map((p) => `${p.database}/${p.user}`)).toContain("postgres/app");
+    expect(status.pools.map((p) => `${p.database}/${p.user}`)).toContain("postgres/metrics_app");
     expect(Array.isArray(status.clients)).toBe(true);
     expect(status.servers.length).toBeGreaterThan(0);
     expect((await fetch(`${base()}/nope`)).status).toBe(404);

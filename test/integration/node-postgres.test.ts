@@ -1,25 +1,24 @@
 // node-postgres Pool through transaction pooling: 50 concurrent clients over 3 servers.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("node-postgres Pool, 50 clients, transaction pooling with pool_size 3", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   let pool: pg.Pool;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.query("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)");
-    await cluster.query("INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 50) g");
+    cluster = await sharedCluster();
+    await cluster.query("CREATE TABLE nodepg_accounts (id int PRIMARY KEY, balance int NOT NULL)");
+    await cluster.query("INSERT INTO nodepg_accounts SELECT g, 1000 FROM generate_series(1, 50) g");
     proxy = await startProxy(cluster, { pool_size: 3 });
     pool = new pg.Pool({ ...proxy.pgConfig(), max: 50 });
   });
   afterAll(async () => {
     await pool?.end();
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("parameterized queries return correct results", async () => {
@@ -38,8 +37,8 @@ describe("node-postgres Pool, 50 clients, transaction pooling with pool_size 3",
         const c = await pool.connect();
         try {
           await c.query("BEGIN");
-          await c.query("UPDATE accounts SET balance = balance - 10 WHERE id = $1", [id]);
-          const mid = await c.query("SELECT balance FROM accounts WHERE id = $1", [id]);
+          await c.query("UPDATE nodepg_accounts SET balance = balance - 10 WHERE id = $1", [id]);
+          const mid = await c.query("SELECT balance FROM nodepg_accounts WHERE id = $1", [id]);
           expect(mid.rows[0].balance).toBe(990);
           await c.query(i % 2 === 0 ? "COMMIT" : "ROLLBACK");
         } finally {
@@ -47,7 +46,7 @@ describe("node-postgres Pool, 50 clients, transaction pooling with pool_size 3",
         }
       }),
     );
-    const rows = await cluster.query("SELECT id, balance FROM accounts ORDER BY id");
+    const rows = await cluster.query("SELECT id, balance FROM nodepg_accounts ORDER BY id");
     for (const r of rows) expect(r.balance).toBe(r.id % 2 === 1 ? 990 : 1000);
   });
 
@@ -83,8 +82,8 @@ describe("node-postgres Pool, 50 clients, transaction pooling with pool_size 3",
   it("named queries ({ name, text, values }) from 50 clients run with 0 errors", async () => {
     const shapes = [
       "SELECT $1::int + 1 AS v",
-      "SELECT balance FROM accounts WHERE id = $1",
-      "SELECT count(*)::int AS v FROM accounts WHERE balance > $1",
+      "SELECT balance FROM nodepg_accounts WHERE id = $1",
+      "SELECT count(*)::int AS v FROM nodepg_accounts WHERE balance > $1",
     ];
     let errors = 0;
     await Promise.all(

@@ -1,31 +1,30 @@
 // pgbench through transaction pooling: every protocol mode, 50 clients over 5 servers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, pgBinDir, startCluster } from "../helpers/pg-cluster.js";
+import { pgBinDir } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("pgbench through transaction pooling (pool_size 5)", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   const env = () => ({ ...process.env, PGPASSWORD: cluster.password });
   const args = () => ["-h", "127.0.0.1", "-p", String(proxy.port), "-U", cluster.superuser];
+  /** pgbench's tables have fixed names: a database of this file's own, the proxy's upstream. */
+  const DB = "pgbench_bench";
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    proxy = await startProxy(cluster, { pool_size: 5 });
-    const init = await run(
-      `${pgBinDir()}/pgbench`,
-      [...args(), "-i", "-s", "1", "-q", "postgres"],
-      {
-        env: env(),
-        timeoutMs: 60_000,
-      },
-    );
+    cluster = await sharedCluster();
+    await cluster.createDatabase(DB);
+    proxy = await startProxy(cluster, { pool_size: 5 }, cluster.url({ database: DB }));
+    const init = await run(`${pgBinDir()}/pgbench`, [...args(), "-i", "-s", "1", "-q", DB], {
+      env: env(),
+      timeoutMs: 60_000,
+    });
     expect(init.code, init.stderr).toBe(0);
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   for (const mode of ["simple", "extended", "prepared"]) {
@@ -40,7 +39,7 @@ describe("pgbench through transaction pooling (pool_size 5)", () => {
       }, 200);
       const result = await run(
         `${pgBinDir()}/pgbench`,
-        [...args(), "-c", "50", "-j", "2", "-T", "5", "-M", mode, "postgres"],
+        [...args(), "-c", "50", "-j", "2", "-T", "5", "-M", mode, DB],
         { env: env(), timeoutMs: 60_000 },
       );
       clearInterval(watcher);

@@ -1,22 +1,21 @@
 // Session state that transaction pooling cannot carry pins the client to its server.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("pinning in transaction mode", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     await cluster.query(
-      "CREATE SCHEMA other; CREATE TABLE other.t (v text); INSERT INTO other.t VALUES ('other')",
+      "CREATE SCHEMA pinning_other; CREATE TABLE pinning_other.t (v text); INSERT INTO pinning_other.t VALUES ('other')",
     );
     proxy = await startProxy(cluster, { pool_size: 6 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   const connect = async () => {
@@ -29,7 +28,7 @@ describe("pinning in transaction mode", () => {
 
   it("SET search_path, LISTEN, a temp table and an advisory lock each behave as on a direct connection", async () => {
     const setter = await connect();
-    await setter.query("SET search_path = other, public");
+    await setter.query("SET search_path = pinning_other, public");
     const listener = await connect();
     await listener.query("LISTEN jobs");
     const temp = await connect();

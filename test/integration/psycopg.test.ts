@@ -1,21 +1,20 @@
 // psycopg 3 (Debian's python3-psycopg) AsyncConnectionPool through transaction pooling, configured
 // as LangGraph's checkpointer is in shared/seed: autocommit, dict_row, prepare_threshold=0.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
 import { runPsycopg } from "../helpers/psycopg.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("psycopg AsyncConnectionPool through transaction pooling (pool_size 3)", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { pool_size: 3 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("prepare_threshold=None, 30 tasks: correct results", async () => {

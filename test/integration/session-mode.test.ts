@@ -2,19 +2,18 @@
 // (DISCARD ALL) before another client gets it.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("session mode", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { pool_mode: "session", pool_size: 1 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("a session SET persists across statements and another client never sees it", async () => {

@@ -1,18 +1,17 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("smoke", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { pool_size: 3 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("runs simple and extended queries through the proxy", async () => {

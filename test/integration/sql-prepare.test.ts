@@ -3,19 +3,18 @@
 // are answered for the client's own names, on whichever server serves it, or none.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("SQL PREPARE / EXECUTE / DEALLOCATE in transaction mode", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxy = await startProxy(cluster, { pool_size: 2 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("PREPARE then EXECUTE works across many statements: the client is pinned while it has one", async () => {

@@ -4,8 +4,8 @@
 // through the sidecar (session and transaction mode), so the test shows the two agree.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 import { errorFields, RawClient, startupPacket } from "../helpers/wire.js";
 
 function int32(n: number): Buffer {
@@ -49,14 +49,14 @@ async function connectThenEnd(config: pg.ClientConfig, awaitConnect: boolean): P
 }
 
 describe("startup fidelity: quiet closes as Postgres", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let transaction: TestProxy;
   let session: TestProxy;
   /** Where each case runs: Postgres itself and the sidecar in both pool modes. */
   let targets: Array<{ name: string; port: number; config: pg.ClientConfig }>;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     transaction = await startProxy(cluster, { pool_size: 2, pool_mode: "transaction" });
     session = await startProxy(cluster, { pool_size: 2, pool_mode: "session" });
     const direct = {
@@ -75,7 +75,6 @@ describe("startup fidelity: quiet closes as Postgres", () => {
   afterAll(async () => {
     await transaction?.stop();
     await session?.stop();
-    await cluster?.destroy();
   });
 
   it("node-postgres: await connect() then await end() raises nothing", async () => {

@@ -3,21 +3,20 @@
 // in its StartupMessage; psql's `options -c`; a value Postgres rejects gets Postgres's FATAL.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("startup parameters", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   const proxies = new Map<string, TestProxy>();
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     proxies.set("transaction", await startProxy(cluster, { pool_size: 2 }));
     proxies.set("session", await startProxy(cluster, { pool_size: 2, pool_mode: "session" }));
   });
   afterAll(async () => {
     for (const p of proxies.values()) await p.stop();
-    await cluster?.destroy();
   });
 
   const targets = () =>

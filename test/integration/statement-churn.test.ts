@@ -2,21 +2,29 @@
 // statements are re-prepared on new servers without any client noticing.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, pgBinDir, startCluster } from "../helpers/pg-cluster.js";
+import { pgBinDir } from "../helpers/pg-cluster.js";
 import { run } from "../helpers/processes.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
 import { runPsycopg } from "../helpers/psycopg.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
+
+/** pgbench's and the psycopg workload's tables: a database of this file's own, the upstream's. */
+const DB = "churn";
 
 describe("named statements under continuous server churn (server_lifetime 1 s)", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
-    proxy = await startProxy(cluster, { pool_size: 3, server_lifetime: "1s" });
+    cluster = await sharedCluster();
+    await cluster.createDatabase(DB);
+    proxy = await startProxy(
+      cluster,
+      { pool_size: 3, server_lifetime: "1s" },
+      cluster.url({ database: DB }),
+    );
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   const reprepares = async () => {
@@ -36,7 +44,7 @@ describe("named statements under continuous server churn (server_lifetime 1 s)",
 
   it("psycopg prepare_threshold=0, 30 tasks, plain and in transactions: 0 errors", async () => {
     const before = await reprepares();
-    const r = await runPsycopg(proxy.url(), {
+    const r = await runPsycopg(proxy.url({ database: DB }), {
       PREPARE_THRESHOLD: "0",
       EXECUTIONS: "3000",
       MODES: "plain,transaction",
@@ -51,7 +59,7 @@ describe("named statements under continuous server churn (server_lifetime 1 s)",
 
   it("node-postgres named queries from 50 clients: 0 errors", async () => {
     const before = await reprepares();
-    const pool = new pg.Pool({ ...proxy.pgConfig(), max: 50 });
+    const pool = new pg.Pool({ ...proxy.pgConfig({ database: DB }), max: 50 });
     let errors = 0;
     const deadline = Date.now() + 4000;
     await Promise.all(
@@ -82,14 +90,14 @@ describe("named statements under continuous server churn (server_lifetime 1 s)",
   it("pgbench -M prepared -c 50 -j 2: 0 failed transactions", async () => {
     const env = { ...process.env, PGPASSWORD: cluster.password };
     const args = ["-h", "127.0.0.1", "-p", String(proxy.port), "-U", cluster.superuser];
-    const init = await run(`${pgBinDir()}/pgbench`, [...args, "-i", "-s", "1", "-q", "postgres"], {
+    const init = await run(`${pgBinDir()}/pgbench`, [...args, "-i", "-s", "1", "-q", DB], {
       env,
     });
     expect(init.code, init.stderr).toBe(0);
     const before = await reprepares();
     const r = await run(
       `${pgBinDir()}/pgbench`,
-      [...args, "-c", "50", "-j", "2", "-T", "6", "-M", "prepared", "postgres"],
+      [...args, "-c", "50", "-j", "2", "-T", "6", "-M", "prepared", DB],
       {
         env,
         timeoutMs: 60_000,

@@ -3,20 +3,20 @@
 // statement_timeout, and every query sees its own client's values.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type PgCluster, startCluster } from "../helpers/pg-cluster.js";
 import { startProxy, type TestProxy } from "../helpers/proxy.js";
+import { type SharedCluster, sharedCluster } from "../helpers/shared-cluster.js";
 
 describe("session SET without pins (transaction mode)", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   const CLIENTS = 50;
 
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     const ddl: string[] = [];
     for (let i = 0; i < CLIENTS; i++) {
       ddl.push(
-        `CREATE SCHEMA s${i}; CREATE TABLE s${i}.who (n int); INSERT INTO s${i}.who VALUES (${i});`,
+        `CREATE SCHEMA tracked_s${i}; CREATE TABLE tracked_s${i}.who (n int); INSERT INTO tracked_s${i}.who VALUES (${i});`,
       );
     }
     await cluster.query(ddl.join("\n"));
@@ -24,7 +24,6 @@ describe("session SET without pins (transaction mode)", () => {
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   const connect = async (opts: Partial<pg.ClientConfig> = {}) => {
@@ -37,7 +36,7 @@ describe("session SET without pins (transaction mode)", () => {
     const clients = await Promise.all(Array.from({ length: CLIENTS }, () => connect()));
     await Promise.all(
       clients.map(async (c, i) => {
-        await c.query(`SET search_path = s${i}, public`);
+        await c.query(`SET search_path = tracked_s${i}, public`);
         await c.query(`SET statement_timeout = '${1001 + i}ms'`);
       }),
     );
@@ -50,7 +49,7 @@ describe("session SET without pins (transaction mode)", () => {
           const path = await c.query("SHOW search_path");
           if (who.rows[0].n !== i) wrong++;
           if (timeout.rows[0].statement_timeout !== `${1001 + i}ms`) wrong++;
-          if (path.rows[0].search_path !== `s${i}, public`) wrong++;
+          if (path.rows[0].search_path !== `tracked_s${i}, public`) wrong++;
         }),
       );
     }
@@ -75,11 +74,11 @@ describe("session SET without pins (transaction mode)", () => {
     expect(await show("statement_timeout")).toBe("3s");
     await c.query("RESET statement_timeout");
     expect(await show("statement_timeout")).toBe("7s"); // the startup value, as Postgres does
-    await c.query("SELECT set_config('search_path', 's3', false)");
+    await c.query("SELECT set_config('search_path', 'tracked_s3', false)");
     expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(3);
     await c.query("RESET ALL");
     expect(await show("search_path")).toBe('"$user", public');
-    await c.query("SET search_path = s4");
+    await c.query("SET search_path = tracked_s4");
     await c.query("DISCARD ALL");
     expect(await show("search_path")).toBe('"$user", public');
     expect(await show("statement_timeout")).toBe("7s");
@@ -88,11 +87,11 @@ describe("session SET without pins (transaction mode)", () => {
 
   it("a SET whose unit failed, or inside a transaction rolled back, is not carried: the server's own state is kept", async () => {
     const c = await connect();
-    await c.query("SET search_path = s1");
-    await expect(c.query("SET search_path = s2; SELECT 1/0")).rejects.toThrow(/division/);
+    await c.query("SET search_path = tracked_s1");
+    await expect(c.query("SET search_path = tracked_s2; SELECT 1/0")).rejects.toThrow(/division/);
     expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(1);
     await c.query("BEGIN");
-    await c.query("SET search_path = s5");
+    await c.query("SET search_path = tracked_s5");
     expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(5);
     await c.query("ROLLBACK");
     expect((await c.query("SELECT n FROM who")).rows[0].n).toBe(1);
@@ -107,22 +106,24 @@ describe("session SET without pins (transaction mode)", () => {
 });
 
 describe("a server reset by the pool forgets what was set on it", () => {
-  let cluster: PgCluster;
+  let cluster: SharedCluster;
   let proxy: TestProxy;
   beforeAll(async () => {
-    cluster = await startCluster();
+    cluster = await sharedCluster();
     await cluster.query(
-      "CREATE SCHEMA s7; CREATE TABLE s7.who (n int); INSERT INTO s7.who VALUES (7)",
+      "CREATE SCHEMA tracked_reset; CREATE TABLE tracked_reset.who (n int); INSERT INTO tracked_reset.who VALUES (7)",
     );
     proxy = await startProxy(cluster, { pool_size: 1 });
   });
   afterAll(async () => {
     await proxy?.stop();
-    await cluster?.destroy();
   });
 
   it("after a pinned client leaves (DISCARD ALL), the next client's startup search_path is applied again", async () => {
-    const options = { ...proxy.pgConfig(), options: "-c search_path=s7" } as pg.ClientConfig;
+    const options = {
+      ...proxy.pgConfig(),
+      options: "-c search_path=tracked_reset",
+    } as pg.ClientConfig;
     const a = new pg.Client(options);
     await a.connect();
     expect((await a.query("SELECT n FROM who")).rows[0].n).toBe(7);
@@ -131,7 +132,7 @@ describe("a server reset by the pool forgets what was set on it", () => {
     await new Promise((r) => setTimeout(r, 200));
     const b = new pg.Client(options); // the same server (pool_size 1), the same startup setting
     await b.connect();
-    expect((await b.query("SHOW search_path")).rows[0].search_path).toBe("s7");
+    expect((await b.query("SHOW search_path")).rows[0].search_path).toBe("tracked_reset");
     expect((await b.query("SELECT n FROM who")).rows[0].n).toBe(7);
     await b.end();
   });
