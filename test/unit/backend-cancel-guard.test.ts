@@ -5,6 +5,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendConnection } from "../../src/backend/backend-connection.js";
 import { loopbackBackend } from "../helpers/backend-options.js";
+import { until } from "../helpers/until.js";
 
 /** Bytes each accepted connection carried, by the time it closed. */
 let arrived: Promise<Buffer>[] = [];
@@ -36,7 +37,8 @@ function connectionWithKey(): BackendConnection {
 }
 
 async function nextArrival(): Promise<Buffer> {
-  while (arrived.length === 0) await new Promise((r) => setTimeout(r, 5));
+  // Bounded as the test itself is (vitest's 5 s).
+  await until("a connection to the fake server", () => arrived.length > 0, 5000, 5);
   const bytes = await (arrived.shift() as Promise<Buffer>);
   arrived = [];
   return bytes;

@@ -12,6 +12,7 @@ import { Metrics } from "../../src/metrics.js";
 import { BackendCode } from "../../src/protocol/codes.js";
 import * as msg from "../../src/protocol/messages.js";
 import { loopbackBackend } from "../helpers/backend-options.js";
+import { until } from "../helpers/until.js";
 import { errorFields, RawClient, startupPacket } from "../helpers/wire.js";
 
 const cleanups: Array<() => void> = [];
@@ -109,8 +110,7 @@ describe("a bug in a server connection's data handler", () => {
     const notice = msg.errorResponse({ severity: "NOTICE", code: "00000", message: "hello" });
     notice[0] = BackendCode.NoticeResponse;
     (serverSocket as unknown as net.Socket).write(notice);
-    const deadline = Date.now() + 3000;
-    while (!conn.isClosed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await until("the connection to close", () => conn.isClosed, 3000, 10);
     expect(conn.isClosed).toBe(true);
     expect(conn.internalError?.message).toBe("planted bug");
     expect(conn.closeReason).toBe("protocol_error");
