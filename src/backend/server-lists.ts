@@ -15,7 +15,10 @@ export const ServerList = {
 export type ServerList = (typeof ServerList)[keyof typeof ServerList];
 
 /** A place in pool_size taken by a server being opened before its connection exists. */
-export type Slot = object;
+export class Slot {
+  /** Makes the type nominal: a BackendConnection is never taken for a Slot. */
+  declare private readonly slot: true;
+}
 
 /** Where a slot is: counted as opening, or gone. */
 export const OPENING = "opening";
@@ -72,12 +75,12 @@ export class ServerLists {
   /** Takes (`opening`) or gives back (null) a place for a server being opened. */
   moveTo(slot: Slot, to: typeof OPENING | null): void;
   moveTo(m: BackendConnection | Slot, to: ServerList | typeof OPENING | null): void {
-    if (to === OPENING) {
-      this.openingSet.add(m);
+    if (m instanceof Slot) {
+      if (to === OPENING) this.openingSet.add(m);
+      else this.openingSet.delete(m);
       return;
     }
-    if (to === null && this.openingSet.delete(m)) return;
-    const conn = m as BackendConnection;
+    const conn = m;
     if (
       !this.activeSet.delete(conn) &&
       !this.maintainingSet.delete(conn) &&
@@ -105,6 +108,8 @@ export class ServerLists {
       case ServerList.Maintaining:
         this.maintainingSet.add(conn);
         return;
+      case OPENING: // only a Slot is opening (the overloads say so)
+        throw new Error(`server ${conn.id} cannot be opening`);
       default: {
         const never: never = to;
         throw new Error(`unknown server list ${never}`);

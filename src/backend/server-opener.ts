@@ -15,13 +15,14 @@ import {
   openOnSomeHost,
   type ServerFactory,
 } from "./server-factory.js";
+import { Slot } from "./server-lists.js";
 import type { Upstream } from "./upstream.js";
 
 /**
  * One server being opened: while it has no BackendConnection (the password, DNS, between hosts)
  * it holds its place in pool_size. Also what its login used, for relogins.
  */
-export class Opening {
+export class Opening extends Slot {
   /** The password the last try used. */
   password: string | null = null;
   /** The password to try next (null: ask the source). */
