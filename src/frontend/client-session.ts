@@ -5,8 +5,7 @@
 // ordinary errors (DESIGN.md section 1).
 
 import type net from "node:net";
-import { Duplex } from "node:stream";
-import tls from "node:tls";
+import type tls from "node:tls";
 import type { BackendConnection, BackendListener } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
 import type { Pool } from "../backend/pool.js";
@@ -35,6 +34,7 @@ import type { CancelRegistry } from "./cancel.js";
 import { type AuthType, ClientAuth, type KnownUser, MAX_PASSWORD_MESSAGE } from "./client-auth.js";
 import { ClientSettings, setStatement } from "./client-settings.js";
 import { type ClientStatement, ClientStatements, spliceName } from "./client-statements.js";
+import { ClientWire, type WireOwner } from "./client-wire.js";
 import type { NotificationHub, Subscriber } from "./notification-hub.js";
 import {
   abortedTransactionError,
@@ -47,6 +47,7 @@ import { type LostUnit, type RetryPolicy, refusedBeforeRunning } from "./retry-p
 import { detectSessionState, type StateChange, TRACKED_PARAMETERS } from "./session-state.js";
 import { classifyStatement } from "./statement-class.js";
 import { mayCommit, transactionControl } from "./transaction-words.js";
+import { Unit, type UnitOwner } from "./unit.js";
 import { countSyncs, type ListenCommand, listenCommand, unitTexts } from "./unit-frames.js";
 
 export const SessionState = {
@@ -112,14 +113,13 @@ const HEADER = 5;
 const AUTH_LIMIT = "the limit for authentication messages";
 let nextSessionId = 1;
 
-export class ClientSession implements FrameSink, BackendListener, Subscriber {
+export class ClientSession implements FrameSink, BackendListener, Subscriber, WireOwner, UnitOwner {
   readonly id = nextSessionId++;
   state: SessionState = SessionState.Startup;
   readonly connectedAt = Date.now();
   user = "";
   database = "";
   applicationName = "";
-  readonly remote: string;
   isAdmin = false;
   /** Sidecar-issued BackendKeyData. */
   key: { pid: number; secret: Buffer } | null = null;
@@ -128,7 +128,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   route: Route | null = null;
   lease: BackendConnection | null = null;
 
-  private socket: net.Socket;
+  readonly wire: ClientWire;
   private startupBuf: Buffer = Buffer.alloc(0);
   private scanner: FrameScanner;
   private auth: ClientAuth | null = null;
@@ -143,36 +143,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private readonly settings = new ClientSettings();
   private readonly statements = new ClientStatements();
 
-  /**
-   * The current unit of work: every client frame since the last point where the client had
-   * nothing outstanding, kept as coalesced ranges. It is sent on checkout and again on replay.
-   */
-  private unit: Buffer[] = [];
-  private unitBytes = 0;
-  /** The unit grew past retry_buffer_bytes: it can no longer be replayed. */
-  private unitOverflow = false;
-  /** Some of the unit's response already reached the client. */
-  private unitForwarded = false;
-  /** The server replied to some of the unit (forwarded or held). */
-  private unitReplied = false;
-  /** Some reply to the unit, the server's or one we answered (ParseComplete...), was emitted. */
-  private unitAnswered = false;
-  /** Replies are held until the unit's ReadyForQuery (see hold()). */
-  private holding = false;
-  private held: Buffer[] = [];
-  private heldBytes = 0;
-  private unitStartedAt = 0;
-  /** A unit is in progress (from its first frame until its last ReadyForQuery). */
-  private unitOpen = false;
-  private replays = 0;
-  /** Ranges of the chunk being scanned, not yet appended to `unit` / written to the server. */
-  private readonly input = new ByteRun();
-  /** Reply ranges for the client, written (or held) at the chunk's end. */
-  private readonly output = new ByteRun();
-  private clientCorked = false;
-  private clientBlocked = false;
-  /** The server whose full write buffer keeps us from reading the client. */
-  private serverBlocked: BackendConnection | null = null;
+  /** The current unit of work: its frames, held replies, and what reached the client. */
+  private readonly unit: Unit = new Unit(this);
   /** The server was lost inside a transaction: answer ROLLBACK ourselves, 25P02 to the rest. */
   private lostTransaction = false;
   /** Discard the client's messages up to the next Sync (after an error we reported). */
@@ -188,13 +160,10 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     socket: net.Socket,
     private readonly ctx: SessionContext,
   ) {
-    this.socket = socket;
-    this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
+    this.wire = new ClientWire(socket, this);
     // Until login, messages are held to Postgres's limits for authentication (see onStartupMessage).
     this.scanner = new FrameScanner(MAX_PASSWORD_MESSAGE);
     this.scanner.setLimit(MAX_PASSWORD_MESSAGE, AUTH_LIMIT);
-    socket.setNoDelay?.(true);
-    this.attach(socket);
     this.loginTimer = setTimeout(() => this.onLoginTimeout(), ctx.loginTimeoutMs);
     this.loginTimer.unref?.();
   }
@@ -211,15 +180,21 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     return this.statements.size;
   }
 
-  private attach(socket: net.Socket): void {
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("error", () => this.closeGuarded());
-    socket.on("close", () => this.closeGuarded());
-    socket.on("end", () => this.closeGuarded());
+  /** ip:port of the client, or "unix". */
+  get remote(): string {
+    return this.wire.remote;
+  }
+
+  get retryBufferBytes(): number {
+    return this.route?.retry.bufferBytes ?? 0;
+  }
+
+  countBytesOut(n: number): void {
+    this.ctx.events.bytes("out", n);
   }
 
   /** The client went away: close, with the same last-resort guard as onData. */
-  private closeGuarded(): void {
+  onGone(): void {
     try {
       this.close(ClientCloseReason.ClientGone);
     } catch (err) {
@@ -227,7 +202,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     }
   }
 
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     try {
       this.lastActivityAt = Date.now();
       this.ctx.events.bytes("in", chunk.length);
@@ -265,7 +240,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     } catch {
       // closing failed as well: drop the socket and forget the session at least
     }
-    this.socket.destroy();
+    this.wire.destroy();
     this.ctx.sessionClosed(this, ClientCloseReason.InternalError);
   }
 
@@ -273,7 +248,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   private onStartupData(chunk: Buffer): void {
     this.startupBuf = this.startupBuf.length ? Buffer.concat([this.startupBuf, chunk]) : chunk;
-    if (this.startupBuf[0] === 0x16 && !(this.socket instanceof tls.TLSSocket)) {
+    if (this.startupBuf[0] === 0x16 && !this.wire.isTls) {
       // A TLS ClientHello: direct SSL negotiation (Postgres 17, sslnegotiation=direct).
       this.startDirectTls(this.startupBuf);
       return;
@@ -316,11 +291,11 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
           );
           return;
         }
-        if (packet.kind === "ssl" && this.ctx.tls && !(this.socket instanceof tls.TLSSocket)) {
-          this.socket.write(msg.sslRequestYes);
-          this.upgradeTls(this.socket);
+        if (packet.kind === "ssl" && this.ctx.tls && !this.wire.isTls) {
+          this.wire.writeNow(msg.sslRequestYes);
+          this.wire.upgradeTls(this.ctx.tls);
         } else {
-          this.socket.write(msg.sslRequestNo);
+          this.wire.writeNow(msg.sslRequestNo);
         }
         return;
       case "cancel":
@@ -334,21 +309,6 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     }
   }
 
-  private upgradeTls(raw: net.Socket | Duplex): void {
-    raw.removeAllListeners("data");
-    raw.removeAllListeners("close");
-    raw.removeAllListeners("end");
-    raw.removeAllListeners("error");
-    raw.on("error", () => this.close(ClientCloseReason.ClientGone));
-    const secure = new tls.TLSSocket(raw as net.Socket, {
-      isServer: true,
-      secureContext: this.ctx.tls as tls.SecureContext,
-      ALPNProtocols: ["postgresql"],
-    });
-    this.socket = secure;
-    this.attach(secure);
-  }
-
   /** Replays the bytes already read (the ClientHello) into a TLS server socket. */
   private startDirectTls(hello: Buffer): void {
     this.startupBuf = Buffer.alloc(0);
@@ -356,23 +316,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       this.close(ClientCloseReason.ProtocolError);
       return;
     }
-    const raw = this.socket;
-    raw.removeAllListeners("data");
-    const bridge = new Duplex({
-      read() {},
-      write(chunk, _enc, cb) {
-        raw.write(chunk, cb);
-      },
-      final(cb) {
-        raw.end();
-        cb();
-      },
-    });
-    bridge.push(hello);
-    raw.on("data", (c: Buffer) => bridge.push(c));
-    raw.on("end", () => bridge.push(null));
-    raw.on("close", () => bridge.destroy());
-    this.upgradeTls(bridge);
+    this.wire.startDirectTls(hello, this.ctx.tls);
   }
 
   private onStartupMessage(p: Extract<StartupPacket, { kind: "startup" }>): void {
@@ -382,7 +326,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.protocolMinor = p.minor >= 2 ? 2 : 0;
     const needsNegotiation = p.minor !== 0 && (p.minor !== 2 || p.protocolOptions.length > 0);
     if (needsNegotiation) {
-      this.socket.write(msg.negotiateProtocolVersion(this.protocolMinor, p.protocolOptions));
+      this.wire.writeNow(msg.negotiateProtocolVersion(this.protocolMinor, p.protocolOptions));
     }
     this.user = p.params.get("user") as string;
     this.database = p.params.get("database") || this.user;
@@ -418,7 +362,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       );
       return;
     }
-    if (this.ctx.tlsRequired && !(this.socket instanceof tls.TLSSocket) && this.remote !== "unix") {
+    if (this.ctx.tlsRequired && !this.wire.isTls && this.remote !== "unix") {
       // Postgres's hostssl-only refusal: 28000 once the StartupMessage is read.
       this.fatal(
         ClientCloseReason.LoginFailed,
@@ -436,7 +380,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private onAuthStep(step: ReturnType<ClientAuth["start"]>): void {
     switch (step.kind) {
       case "send":
-        this.socket.write(step.message);
+        this.wire.writeNow(step.message);
         return;
       case "fail":
         this.log.info(
@@ -446,8 +390,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         this.fatal(ClientCloseReason.LoginFailed, step.error);
         return;
       case "ok":
-        if (step.message) this.socket.write(step.message);
-        this.socket.write(msg.authenticationOk);
+        if (step.message) this.wire.writeNow(step.message);
+        this.wire.writeNow(msg.authenticationOk);
         this.auth = null;
         this.scanner.expectOnly(-1);
         this.afterAuthentication();
@@ -556,7 +500,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
           return finish();
         }
         route.pool.release(conn); // the failed statement left nothing behind (one implicit transaction)
-        this.socket.write(asFatal(rejected));
+        this.wire.writeNow(asFatal(rejected));
         this.close(ClientCloseReason.LoginFailed);
       },
       lost: (_reason, error) => this.loginFailed(error ?? lostConnectionError(false)),
@@ -568,7 +512,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private loginFailed(err: ProxyError | ServerError): void {
     if ("raw" in err) {
       // A server FATAL the client must see (bad password upstream, database gone), unchanged.
-      this.socket.write(err.raw);
+      this.wire.writeNow(err.raw);
       this.close(ClientCloseReason.LoginFailed);
       return;
     }
@@ -599,13 +543,13 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     );
     out.push(msg.backendKeyData(this.key.pid, this.key.secret));
     out.push(msg.readyForQueryIdle);
-    this.socket.write(Buffer.concat(out));
+    this.wire.writeNow(Buffer.concat(out));
     this.state = SessionState.Idle;
     this.log.debug(
       { client: this.id, user: this.user, database: this.database, pool: this.route?.pool.key },
       "client logged in",
     );
-    if (this.unitOpen) this.requestServer(); // what it pipelined behind its StartupMessage
+    if (this.unit.open) this.requestServer(); // what it pipelined behind its StartupMessage
   }
 
   private onLoginTimeout(): void {
@@ -661,7 +605,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   }
 
   onChunkEnd(): void {
-    this.endInputRun();
+    this.unit.endInputRun();
     this.flushServerRun();
     this.uncorkServer();
     this.lease?.flushSimulated();
@@ -676,7 +620,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     );
     // Nothing more it sends matters: stop reading rather than take in (and discard) the rest of a
     // flood while the socket lingers; it is destroyed shortly (close()).
-    this.socket.pause();
+    this.wire.stopReading();
   }
 
   private onRelayMessage(code: number, buf: Buffer, start: number, end: number): void {
@@ -710,7 +654,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     if (this.skipToSync) {
       if (code === FrontendCode.Sync) {
         this.skipToSync = false;
-        this.writeClient(msg.readyForQuery(this.txStatus));
+        this.wire.write(msg.readyForQuery(this.txStatus));
       }
       return;
     }
@@ -720,13 +664,13 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     }
     if (
       code === FrontendCode.Flush &&
-      this.holding &&
+      this.unit.holding &&
       (this.lease === null || this.lease.unsynced)
     ) {
       // The client wants replies before its Sync: it cannot wait for ReadyForQuery.
       this.mustFlush();
     }
-    const idle = this.lease === null && this.waiter === null && !this.unitOpen;
+    const idle = this.lease === null && this.waiter === null && !this.unit.open;
     if (idle && this.answerLocally(code, buf, start, end)) return;
     this.appendInput(buf, start, end);
     if (this.lease) this.send(code, buf, start, end);
@@ -741,7 +685,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     const mode = this.route?.mode;
     switch (code) {
       case FrontendCode.Sync:
-        this.writeClient(msg.readyForQuery(this.txStatus));
+        this.wire.write(msg.readyForQuery(this.txStatus));
         return true;
       case FrontendCode.Flush:
         return true;
@@ -762,13 +706,13 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         if (stmt.sessionChange !== null || !this.route?.pool.knownStatements.has(stmt.serverName))
           return false;
         this.ctx.events.statement(this, "hit");
-        this.writeClient(msg.parseComplete);
+        this.wire.write(msg.parseComplete);
         return true;
       }
       case FrontendCode.Close: {
         if (mode !== "transaction" || buf[start + HEADER] !== 0x53) return false;
         this.statements.delete(buf.toString("utf8", start + HEADER + 1, end - 1));
-        this.writeClient(msg.closeComplete);
+        this.wire.write(msg.closeComplete);
         return true;
       }
       case FrontendCode.Query: {
@@ -788,9 +732,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
           this.txStatus === TxStatus.Idle,
         );
         if (tag === null) return false;
-        this.writeClient(msg.commandComplete(tag));
+        this.wire.write(msg.commandComplete(tag));
         if (tag === "DISCARD ALL") this.resetSettings();
-        this.writeClient(msg.readyForQuery(this.txStatus));
+        this.wire.write(msg.readyForQuery(this.txStatus));
         return true;
       }
       default:
@@ -806,7 +750,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
    */
   private answerAbortedTransaction(code: number, buf: Buffer, start: number, end: number): void {
     if (code === FrontendCode.Sync) {
-      this.writeClient(msg.readyForQuery(this.txStatus));
+      this.wire.write(msg.readyForQuery(this.txStatus));
       return;
     }
     if (code === FrontendCode.Flush) return;
@@ -817,8 +761,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         code === FrontendCode.Describe)
     ) {
       // Bind / Describe / Execute of the ROLLBACK or COMMIT whose Parse (or Bind) we answered.
-      if (code === FrontendCode.Bind) this.writeClient(msg.bindComplete);
-      else if (code === FrontendCode.Describe) this.writeClient(msg.noData);
+      if (code === FrontendCode.Bind) this.wire.write(msg.bindComplete);
+      else if (code === FrontendCode.Describe) this.wire.write(msg.noData);
       else this.endAbortedTransaction(this.pendingAbortEnd, true);
       return;
     }
@@ -842,7 +786,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       const tag = control === "rollback" ? "ROLLBACK" : "COMMIT";
       if (code === FrontendCode.Parse || code === FrontendCode.Bind) {
         this.pendingAbortEnd = tag;
-        this.writeClient(code === FrontendCode.Parse ? msg.parseComplete : msg.bindComplete);
+        this.wire.write(code === FrontendCode.Parse ? msg.parseComplete : msg.bindComplete);
         return;
       }
       this.endAbortedTransaction(tag, false);
@@ -851,19 +795,19 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     this.reportError(this.lostUnreported ? lostConnectionError(true) : abortedTransactionError());
     this.lostUnreported = false;
     if (code !== FrontendCode.Query) this.skipToSync = true;
-    else this.writeClient(msg.readyForQueryFailed);
+    else this.wire.write(msg.readyForQueryFailed);
   }
 
   /** Ends the aborted transaction: ROLLBACK as asked, or COMMIT refused if the loss is news. */
   private endAbortedTransaction(tag: "ROLLBACK" | "COMMIT", extended: boolean): void {
     if (tag === "COMMIT" && this.lostUnreported) this.reportError(lostConnectionError(true));
-    else this.writeClient(msg.commandComplete("ROLLBACK"));
+    else this.wire.write(msg.commandComplete("ROLLBACK"));
     this.lostTransaction = false;
     this.lostUnreported = false;
     this.pendingAbortEnd = null;
     this.txStatus = TxStatus.Idle;
     if (extended) return; // its Sync is answered with ReadyForQuery('I') below
-    this.writeClient(msg.readyForQueryIdle);
+    this.wire.write(msg.readyForQueryIdle);
   }
   private pendingAbortEnd: "ROLLBACK" | "COMMIT" | null = null;
   /** The loss of the transaction has not been reported to the client yet. */
@@ -871,46 +815,14 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   // --- sending to the server -------------------------------------------------------------------
 
-  /** Records a client frame in the current unit (coalescing ranges of one chunk). */
+  /** Records a client frame in the current unit. */
   private appendInput(buf: Buffer, start: number, end: number): void {
-    if (!this.unitOpen) {
-      this.unitOpen = true;
-      this.unitStartedAt = performance.now();
-      this.unitForwarded = false;
-      this.unitReplied = false;
-      this.unitAnswered = false;
+    if (!this.unit.open) {
       // Hold replies only where a replay is possible: outside a transaction, retry not off.
-      this.holding = this.txStatus === TxStatus.Idle && this.route?.retry.mode !== "off";
-      this.unitOverflow = false;
-      this.replays = 0;
+      this.unit.begin(this.txStatus === TxStatus.Idle && this.route?.retry.mode !== "off");
     }
-    const previous = this.input.add(buf, start, end);
-    if (previous !== null) this.keepInput(previous);
+    this.unit.append(buf, start, end);
   }
-
-  private endInputRun(): void {
-    const range = this.input.take();
-    if (range !== null) this.keepInput(range);
-  }
-
-  /** Adds a range of client frames to the unit (the replay copy) while it may be replayed. */
-  private keepInput(range: Buffer): void {
-    if (this.unitOverflow && this.lease !== null) return; // no longer replayable: nothing to keep
-    this.unit.push(range);
-    this.unitBytes += range.length;
-    if (this.unitBytes <= (this.route?.retry.bufferBytes ?? 0)) return;
-    if (this.lease !== null) {
-      // Too big to replay: stop keeping it.
-      this.unitOverflow = true;
-      this.unit = [];
-      this.unitBytes = 0;
-    } else if (!this.clientPaused) {
-      // Waiting for a server with a large unit: stop reading the client until one is found.
-      this.clientPaused = true;
-      this.socket.pause();
-    }
-  }
-  private clientPaused = false;
 
   private requestServer(): void {
     const route = this.route as Route;
@@ -936,35 +848,15 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     conn.listener = this;
     this.errorsBefore = conn.errors;
     this.refusalsBefore = conn.readOnlyRefusals;
-    if (this.clientBlocked) conn.pauseReading();
+    if (this.wire.stalledSince !== null) conn.pauseReading();
     this.corkServer(conn); // settings, injected Parses and the held unit in one write
     this.applySettings(conn);
     // Send everything the unit holds so far, frame by frame (names may need rewriting). The
     // chunk's pending range joins the unit first, whatever its size: it is sent from there.
-    const pending = this.input.take();
-    if (pending !== null) {
-      this.unit.push(pending);
-      this.unitBytes += pending.length;
-    }
-    for (const range of this.unit) {
-      let pos = 0;
-      while (pos < range.length) {
-        const len = range.readInt32BE(pos + 1);
-        this.send(range[pos], range, pos, pos + 1 + len);
-        pos += 1 + len;
-      }
-    }
+    this.unit.sendTo((code, buf, start, end) => this.send(code, buf, start, end));
     this.flushServerRun();
     if (!this.scanning) this.uncorkServer(); // else at the end of the client chunk
-    if (this.unitBytes > (this.route?.retry.bufferBytes ?? 0)) {
-      this.unitOverflow = true;
-      this.unit = [];
-      this.unitBytes = 0;
-    }
-    if (this.clientPaused) {
-      this.clientPaused = false;
-      this.socket.resume();
-    }
+    this.wire.resumeAfterUnit();
     conn.flushSimulated();
     this.flushClient();
   }
@@ -1309,7 +1201,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         answered = true;
         if (this.state === SessionState.Closed) return;
         this.waiter = null;
-        this.writeClient(msg.commandComplete("UNLISTEN"));
+        this.wire.write(msg.commandComplete("UNLISTEN"));
         this.afterLocalWait();
       });
       if (!answered) this.waiter = { cancel: () => {} };
@@ -1321,7 +1213,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       if (this.state === SessionState.Closed) return;
       this.waiter = null;
       if (err) this.reportError(err);
-      else this.writeClient(msg.commandComplete("LISTEN"));
+      else this.wire.write(msg.commandComplete("LISTEN"));
       this.afterLocalWait();
     });
     if (!answered) this.waiter = { cancel };
@@ -1329,9 +1221,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
 
   /** A LISTEN / UNLISTEN we answered is done: its ReadyForQuery, then what came meanwhile. */
   private afterLocalWait(): void {
-    this.writeClient(msg.readyForQuery(this.txStatus));
+    this.wire.write(msg.readyForQuery(this.txStatus));
     this.flushClient();
-    if (this.unitOpen)
+    if (this.unit.open)
       this.requestServer(); // messages that came meanwhile
     else this.flushNotifications();
   }
@@ -1368,13 +1260,13 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private flushNotifications(): void {
     const queued = this.notifications;
     if (queued === null || queued.length === 0) return;
-    if (this.unitOpen || this.waiter !== null || this.txStatus !== TxStatus.Idle) return;
+    if (this.unit.open || this.waiter !== null || this.txStatus !== TxStatus.Idle) return;
     if (this.state === SessionState.Closed) return;
     this.notifications = null;
-    for (const frame of queued) this.writeClient(frame);
+    for (const frame of queued) this.wire.write(frame);
     if (this.droppedNotifications > 0) {
       this.ctx.events.notificationsDropped?.(this.droppedNotifications);
-      this.writeClient(
+      this.wire.write(
         msg.noticeResponse({
           severity: "WARNING",
           code: "01000",
@@ -1397,7 +1289,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       const wanted = this.settings.get(name.toLowerCase());
       if (wanted === undefined || wanted.value === value) continue;
       this.reported.set(name, wanted.value);
-      this.writeClient(msg.parameterStatus(name, wanted.value));
+      this.wire.write(msg.parameterStatus(name, wanted.value));
     }
   }
 
@@ -1418,13 +1310,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     // Everything one client chunk produces (a rewritten Bind, an injected Parse, the ranges
     // between them) leaves in one writev at the chunk's end.
     if (this.scanning) this.corkServer(conn);
-    if (!conn.write(bytes) && this.serverBlocked === null) {
-      // The server's buffer is full: stop reading the client until that server drains (or is
-      // gone: a dead server never drains, so loss and release unblock too).
-      this.serverBlocked = conn;
-      this.socket.pause();
-      conn.onDrain(() => this.unblockServer(conn));
-    }
+    // A full server buffer: the client is not read until that server drains (or is gone: a
+    // dead server never drains, so loss and release unblock too).
+    if (!conn.write(bytes)) this.wire.serverFull(conn);
   }
 
   private corkServer(conn: BackendConnection): void {
@@ -1441,12 +1329,6 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     conn.uncork();
   }
 
-  private unblockServer(conn: BackendConnection): void {
-    if (this.serverBlocked !== conn) return;
-    this.serverBlocked = null;
-    if (!this.clientPaused && this.state !== SessionState.Closed) this.socket.resume();
-  }
-
   /** SETs the client's settings on a server whose values differ, before the client's frames. */
   private applySettings(conn: BackendConnection): void {
     const sql = this.settings.sqlFor(conn, this.reported);
@@ -1458,41 +1340,20 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   // --- server replies (BackendListener) --------------------------------------------------------
 
   forward(buf: Buffer, start: number, end: number): void {
-    this.unitReplied = true;
-    this.unitAnswered = true;
-    if (!this.holding) this.unitForwarded = true;
-    const previous = this.output.add(buf, start, end);
-    if (previous !== null) this.emit(previous);
+    this.unit.forward(buf, start, end);
   }
 
   forwardAsync(buf: Buffer, start: number, end: number): void {
-    // Not part of the unit's response: it does not prevent a replay.
-    const forwarded = this.unitForwarded;
-    const replied = this.unitReplied;
-    const answered = this.unitAnswered;
-    this.forward(buf, start, end);
-    this.unitForwarded = forwarded;
-    this.unitReplied = replied;
-    this.unitAnswered = answered;
+    this.unit.forwardAsync(buf, start, end);
   }
 
   insert(bytes: Buffer): void {
-    // Our own answer (ParseComplete of a statement the server has): the server has not replied,
-    // so a FATAL that follows is still its first reply (a backend terminated while idle).
-    this.unitAnswered = true;
-    this.flushOut();
-    if (this.holding) {
-      this.hold(bytes);
-      return;
-    }
-    this.unitForwarded = true;
-    this.writeClient(bytes);
+    this.unit.insert(bytes);
   }
 
   /** The client must act on what it has been sent (COPY FROM STDIN began): stop holding. */
   mustFlush(): void {
-    this.flushOut();
-    this.releaseHeld();
+    this.unit.release();
   }
 
   chunkEnd(): void {
@@ -1508,8 +1369,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       if (this.reported.get(name) !== value && (mine || !this.reported.has(name))) {
         this.reported.set(name, value);
         // Not part of the unit's response: it does not prevent a replay.
-        this.flushOut();
-        this.writeClient(msg.parameterStatus(name, value));
+        this.unit.flushOut();
+        this.wire.write(msg.parameterStatus(name, value));
       }
       return;
     }
@@ -1529,20 +1390,11 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       return;
     }
     this.txStatus = status;
-    this.flushOut();
-    this.releaseHeld();
+    this.unit.release();
     this.flushClient();
-    if (this.replays > 0) this.ctx.events.replay(this, ReplayOutcome.Succeeded);
-    this.ctx.events.unitDone(
-      this,
-      (performance.now() - this.unitStartedAt) / 1000,
-      status === TxStatus.Idle,
-    );
-    this.unit = [];
-    this.unitBytes = 0;
-    this.unitOverflow = false;
-    this.unitOpen = false;
-    this.replays = 0;
+    if (this.unit.replays > 0) this.ctx.events.replay(this, ReplayOutcome.Succeeded);
+    this.ctx.events.unitDone(this, this.unit.seconds, status === TxStatus.Idle);
+    this.unit.end();
     if (this.settings.hasPending) {
       // The unit's SETs stayed only if it ended outside a transaction, with no error.
       if (
@@ -1576,17 +1428,18 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
    */
   private replayOnWriter(conn: BackendConnection): boolean {
     const policy = this.route?.retry;
-    if (!this.holding || this.unitForwarded || this.unitOverflow || !policy) return false;
-    if (policy.mode === "off" || this.replays >= policy.maxReplays) return false;
+    const unit = this.unit;
+    if (!unit.holding || unit.forwarded || unit.overflow || !policy) return false;
+    if (policy.mode === "off" || unit.replays >= policy.maxReplays) return false;
     this.lease = null;
-    this.unblockServer(conn);
+    this.wire.serverDrained(conn);
     this.route?.pool.discard(conn, DisconnectReason.RoleChanged);
-    this.dropHeld();
+    unit.dropHeld();
     this.settings.dropPending();
     this.unitSawTransaction = false;
-    this.replays++;
+    const attempt = unit.replay();
     this.log.info(
-      { client: this.id, server: conn.id, attempt: this.replays },
+      { client: this.id, server: conn.id, attempt },
       "server turned read-only (25006): replaying the unit on the writer",
     );
     this.requestServer();
@@ -1597,31 +1450,28 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   synced(status: number): void {
     this.txStatus = status;
     if (status !== TxStatus.Idle) this.unitSawTransaction = true;
-    this.flushOut();
     // The rest of the unit can no longer be replayed: these replies were its first part.
-    this.releaseHeld();
+    this.unit.release();
   }
 
   renamedError(buf: Buffer, start: number, end: number): void {
-    this.unitReplied = true;
-    this.unitAnswered = true;
-    if (!this.holding) this.unitForwarded = true;
-    this.flushOut();
-    this.emit(renameStatements(buf.subarray(start, end), (n) => this.statements.clientNameOf(n)));
+    const renamed = renameStatements(buf.subarray(start, end), (n) =>
+      this.statements.clientNameOf(n),
+    );
+    this.unit.forwardRewritten(renamed);
   }
 
   ownNotification(buf: Buffer, start: number, end: number): void {
     const copy = Buffer.from(buf.subarray(start, end));
     if (this.key) copy.writeInt32BE(this.key.pid, 5);
-    this.flushOut();
-    this.emit(copy);
+    this.unit.emitAside(copy);
   }
 
   lost(reason: DisconnectReason, error: ServerError | null): void {
     const conn = this.lease;
     this.lease = null;
     if (conn === null) return;
-    this.unblockServer(conn);
+    this.wire.serverDrained(conn);
     this.log.info(
       {
         client: this.id,
@@ -1629,21 +1479,21 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         reason,
         sqlstate: error?.sqlstate,
         pool: this.route?.pool.key,
-        in_unit: this.unitOpen,
+        in_unit: this.unit.open,
         in_transaction: conn.txStatus !== TxStatus.Idle,
-        reply_forwarded: this.unitForwarded,
-        replied: this.unitReplied,
+        reply_forwarded: this.unit.forwarded,
+        replied: this.unit.replied,
         reset_by_peer: conn.resetByPeer,
         owed: conn.owedReadyForQuery(),
-        unit_bytes: this.unitBytes,
+        unit_bytes: this.unit.bytes,
       },
       "server lost while serving client",
     );
     this.route?.pool.discard(conn, reason);
     this.settings.dropPending(); // sent again with the unit if it is replayed
     this.unitSawTransaction = false;
-    if (this.holding) this.dropHeld();
-    else this.flushOut();
+    if (this.unit.holding) this.unit.dropHeld();
+    else this.unit.flushOut();
     const owed = conn.owedReadyForQuery();
     const inTransaction = conn.txStatus !== TxStatus.Idle;
     conn.forgetOwedReplies();
@@ -1651,7 +1501,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       this.closeForLostState(conn);
       return;
     }
-    if (!this.unitOpen) {
+    if (!this.unit.open) {
       // Nothing in flight. A transaction the client holds open is gone: it learns at its next statement.
       if (inTransaction) {
         this.lostTransaction = true;
@@ -1663,9 +1513,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       return;
     }
     const policy = this.route?.retry;
-    const unit = this.unitOverflow ? null : this.unit;
+    const unit = this.unit.overflow ? null : this.unit.kept;
     // 8192: Postgres reads client input in 8 kB pieces (PQ_RECV_BUFFER_SIZE).
-    const resetBeforeRead = conn.resetByPeer && owed === 1 && this.unitBytes <= 8192;
+    const resetBeforeRead = conn.resetByPeer && owed === 1 && this.unit.bytes <= 8192;
     const statementText = (name: string) => this.statements.get(name)?.sql;
     const uncommitted =
       owed === 0 &&
@@ -1674,26 +1524,23 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     const lostUnit: LostUnit = {
       unit,
       written: conn.bytesSent > 0,
-      replied: this.unitReplied,
+      replied: this.unit.replied,
       resetBeforeRead,
       uncommitted,
-      replays: this.replays,
+      replays: this.unit.replays,
       error,
       statementText,
     };
     if (!inTransaction && policy) {
       // Part of its reply reached the client: never replayed, whatever the policy.
-      const verdict = this.unitForwarded ? ReplayOutcome.NotRetryable : policy.decide(lostUnit);
+      const verdict = this.unit.forwarded ? ReplayOutcome.NotRetryable : policy.decide(lostUnit);
       if (verdict === "replay") {
-        this.replays++;
-        this.log.info(
-          { client: this.id, attempt: this.replays },
-          "replaying unit on another server",
-        );
+        const attempt = this.unit.replay();
+        this.log.info({ client: this.id, attempt }, "replaying unit on another server");
         this.requestServer();
         return;
       }
-      // gave_up is counted by failUnit (this.replays > 0), once.
+      // gave_up is counted by failUnit (unit.replays > 0), once.
       if (verdict === ReplayOutcome.NotRetryable) {
         this.ctx.events.replay(this, ReplayOutcome.NotRetryable);
       }
@@ -1721,8 +1568,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
         status: inTransaction ? TxStatus.Failed : TxStatus.Idle,
       };
     }
-    const texts = unitTexts(this.unit, lost.statementText);
-    const commits = this.unitOverflow || texts.some((t) => t === null || mayCommit(t));
+    const texts = unitTexts(this.unit.kept, lost.statementText);
+    const commits = this.unit.overflow || texts.some((t) => t === null || mayCommit(t));
     if (inTransaction) {
       return commits
         ? { error: resolutionUnknownError(), status: TxStatus.Idle }
@@ -1739,7 +1586,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       return { error: lostConnectionError(true), status: TxStatus.Failed };
     }
     const readOnly =
-      !this.unitOverflow && texts.every((t) => t !== null && classifyStatement(t) === "read_only");
+      !this.unit.overflow && texts.every((t) => t !== null && classifyStatement(t) === "read_only");
     return readOnly
       ? { error: lostConnectionError(false), status: TxStatus.Idle }
       : { error: resolutionUnknownError(), status: TxStatus.Idle };
@@ -1752,10 +1599,8 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   private closeForLostState(conn: BackendConnection): void {
     const state = [...conn.pins].join(", ");
     this.log.info({ client: this.id, server: conn.id, pins: state }, "pinned server lost");
-    this.dropHeld();
-    this.unit = [];
-    this.unitBytes = 0;
-    this.unitOpen = false;
+    this.unit.dropHeld();
+    this.unit.end();
     const err = new ProxyError(
       "pinned_state_lost",
       "08006",
@@ -1764,44 +1609,38 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       "The session's state was lost with its server; reconnect and set it up again.",
     );
     this.ctx.events.clientError(this, err.sqlstate);
-    this.writeClient(err.toMessage());
+    this.wire.write(err.toMessage());
     this.flushClient();
     this.close(ClientCloseReason.ServerLost);
   }
 
   /** Ends the current unit with a non-fatal error: one ErrorResponse + ReadyForQuery per Sync owed. */
   private failUnit(err: ProxyError | ServerError, status: number, owed = -1): void {
-    this.endInputRun();
-    if (owed < 0) owed = countSyncs(this.unit);
+    this.unit.endInputRun();
+    if (owed < 0) owed = countSyncs(this.unit.kept);
     // A server's FATAL (e.g. its password changed) is reported as an ERROR: this connection lives on.
     const error = "raw" in err ? errorFromServer(err) : err.toMessage();
-    this.holding = false;
+    this.unit.stopHolding();
     const sqlstate = err.sqlstate;
     for (let i = 0; i < owed; i++) {
       this.ctx.events.clientError(this, sqlstate);
-      this.writeClient(error);
-      this.writeClient(msg.readyForQuery(status));
+      this.wire.write(error);
+      this.wire.write(msg.readyForQuery(status));
     }
     if (owed === 0) {
       // Only Flush-terminated work was pending: report once and skip to the client's next Sync.
       this.ctx.events.clientError(this, sqlstate);
-      this.writeClient(error);
+      this.wire.write(error);
       this.skipToSync = true;
     }
     // A transaction that ended as failed is answered by us until the client's ROLLBACK.
     this.lostTransaction = status === TxStatus.Failed;
     this.txStatus = status;
-    if (this.replays > 0) this.ctx.events.replay(this, ReplayOutcome.GaveUp);
+    if (this.unit.replays > 0) this.ctx.events.replay(this, ReplayOutcome.GaveUp);
     this.applyUnlistens();
-    this.unit = [];
-    this.unitBytes = 0;
-    this.unitOpen = false;
-    this.replays = 0;
+    this.unit.end();
     this.state = SessionState.Idle;
-    if (this.clientPaused) {
-      this.clientPaused = false;
-      this.socket.resume();
-    }
+    this.wire.resumeAfterUnit();
     this.flushClient();
   }
 
@@ -1810,82 +1649,21 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     if (conn === null) return;
     this.lease = null;
     this.state = SessionState.Idle;
-    this.unblockServer(conn);
+    this.wire.serverDrained(conn);
     conn.resumeReading();
     this.route?.pool.release(conn);
   }
 
   // --- writing to the client -------------------------------------------------------------------
 
-  private flushOut(): void {
-    const range = this.output.take();
-    if (range !== null) this.emit(range);
-  }
-
-  /** A reply range leaves for the client, or is held back until the unit's ReadyForQuery. */
-  private emit(range: Buffer): void {
-    if (this.holding) this.hold(range);
-    else this.writeClient(range);
-  }
-
-  /**
-   * Keeps a reply range back until the unit's ReadyForQuery, so that a unit whose server dies
-   * mid-reply can still be replayed (chunks are never reused, so this copies nothing). Past
-   * retry_buffer_bytes the held part is sent and the rest streams.
-   */
-  private hold(range: Buffer): void {
-    this.held.push(range);
-    this.heldBytes += range.length;
-    if (this.heldBytes > (this.route?.retry.bufferBytes ?? 0)) this.releaseHeld();
-  }
-
-  /** Sends what was held and stops holding for the rest of the unit. */
-  private releaseHeld(): void {
-    this.holding = false;
-    if (this.held.length === 0) return;
-    if (this.unitAnswered) this.unitForwarded = true;
-    const held = this.held;
-    this.held = [];
-    this.heldBytes = 0;
-    for (const range of held) this.writeClient(range);
-  }
-
-  /** The server died: what it said about this unit never reaches the client. */
-  private dropHeld(): void {
-    this.output.clear();
-    this.held = [];
-    this.heldBytes = 0;
-  }
-
   private flushClient(): void {
-    this.flushOut();
-    if (this.clientCorked) {
-      this.clientCorked = false;
-      this.socket.uncork();
-    }
-  }
-
-  private writeClient(bytes: Buffer): void {
-    if (this.state === SessionState.Closed) return;
-    if (!this.clientCorked) {
-      this.clientCorked = true;
-      this.socket.cork();
-    }
-    this.ctx.events.bytes("out", bytes.length);
-    if (!this.socket.write(bytes) && !this.clientBlocked) {
-      this.clientBlocked = true;
-      this.blockedSince = Date.now();
-      this.lease?.pauseReading();
-      this.socket.once("drain", () => {
-        this.clientBlocked = false;
-        this.lease?.resumeReading();
-      });
-    }
+    this.unit.flushOut();
+    this.wire.flush();
   }
 
   private reportError(err: ProxyError): void {
     this.ctx.events.clientError(this, err.sqlstate);
-    this.writeClient(err.toMessage());
+    this.wire.write(err.toMessage());
   }
 
   // --- admin console ----------------------------------------------------------------------------
@@ -1896,7 +1674,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       return;
     }
     if (code !== FrontendCode.Query) {
-      if (code === FrontendCode.Sync) this.writeClient(msg.readyForQueryIdle);
+      if (code === FrontendCode.Sync) this.wire.write(msg.readyForQueryIdle);
       else if (code === FrontendCode.Parse) {
         this.reportError(
           new ProxyError(
@@ -1911,15 +1689,12 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
     }
     const sql = buf.toString("utf8", start + HEADER, end - 1);
     const out = this.ctx.adminQuery ? this.ctx.adminQuery(this, sql) : [];
-    for (const b of out) this.writeClient(b);
-    this.writeClient(msg.readyForQueryIdle);
+    for (const b of out) this.wire.write(b);
+    this.wire.write(msg.readyForQueryIdle);
     this.flushClient();
   }
 
   // --- cancel and close ---------------------------------------------------------------------------
-
-  /** When the client's socket last stopped taking our writes (while `clientBlocked`). */
-  private blockedSince = 0;
 
   /**
    * client_write_timeout: closes a client that holds a server but has not read its replies (its
@@ -1928,8 +1703,9 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
    * dirty (cancelled and closed); a client that reads slowly is never cut, as every drain counts.
    */
   closeIfStalledFor(ms: number, now: number): void {
-    if (!this.clientBlocked || this.lease === null || this.state === SessionState.Closed) return;
-    if (now - this.blockedSince <= ms) return;
+    const since = this.wire.stalledSince;
+    if (since === null || this.lease === null || this.state === SessionState.Closed) return;
+    if (now - since <= ms) return;
     this.log.info(
       { client: this.id, server: this.lease.id, pool: this.route?.pool.key, ms },
       "client_write_timeout: client stopped reading while holding a server",
@@ -1941,7 +1717,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       "FATAL",
     );
     this.ctx.events.clientError(this, err.sqlstate);
-    this.socket.write(err.toMessage()); // read only if the client ever reads again
+    this.wire.writeNow(err.toMessage()); // read only if the client ever reads again
     this.close(ClientCloseReason.WriteTimeout);
   }
 
@@ -1980,7 +1756,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
   fatal(reason: ClientCloseReason, err: ProxyError): void {
     if (this.state === SessionState.Closed) return;
     this.ctx.events.clientError(this, err.sqlstate);
-    this.socket.write(err.toMessage());
+    this.wire.writeNow(err.toMessage());
     this.close(reason);
   }
 
@@ -1994,6 +1770,7 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       this.log.info({ client: this.id, remote: this.remote }, "incomplete startup packet");
     }
     this.state = SessionState.Closed;
+    this.wire.end();
     this.scanner.stop();
     if (this.loginTimer) clearTimeout(this.loginTimer);
     this.waiter?.cancel();
@@ -2012,8 +1789,6 @@ export class ClientSession implements FrameSink, BackendListener, Subscriber {
       else this.route.pool.releaseDirty(conn);
     }
     if (this.key) this.ctx.cancels.release(this.key.pid);
-    if (this.socket.writable) this.socket.end();
-    setTimeout(() => this.socket.destroy(), 1000).unref();
     this.log.debug(
       { client: this.id, pool: this.route?.pool.key, reason, state: wasActive },
       "client closed",

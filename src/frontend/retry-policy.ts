@@ -6,6 +6,7 @@ import type { ServerError } from "../errors.js";
 import { FrontendCode } from "../protocol/codes.js";
 import { ReplayOutcome } from "../reasons.js";
 import { classifyStatement, type StatementClass } from "./statement-class.js";
+import { forEachFrame, frameText } from "./unit-frames.js";
 
 export type RetryMode = "off" | "safe" | "all";
 /** Replay the unit now, or the outcome that ends it (succeeded is known only after a replay). */
@@ -13,7 +14,7 @@ export type RetryVerdict = "replay" | Exclude<ReplayOutcome, typeof ReplayOutcom
 
 export interface LostUnit {
   /** The unit's client frames, or null when it outgrew retry_buffer_bytes. */
-  unit: Buffer[] | null;
+  unit: readonly Buffer[] | null;
   /** Whether any byte of it reached the server. (Only units none of whose reply was forwarded
    * are ever considered.) */
   written: boolean;
@@ -79,39 +80,23 @@ export class RetryPolicy {
 
   /** True when every statement the unit executes is read-only by classification. */
   private readOnly(lost: LostUnit): boolean {
-    const unit = lost.unit as Buffer[];
     let readOnly = true;
-    for (const range of unit) {
-      let pos = 0;
-      while (readOnly && pos + 5 <= range.length) {
-        const code = range[pos];
-        const end = pos + 1 + range.readInt32BE(pos + 1);
-        let sql: string | undefined;
-        if (code === FrontendCode.Query) {
-          sql = range.toString("utf8", pos + 5, end - 1);
-        } else if (code === FrontendCode.Parse) {
-          const nameEnd = range.indexOf(0, pos + 5);
-          const textEnd = range.indexOf(0, nameEnd + 1);
-          sql = range.toString("utf8", nameEnd + 1, textEnd);
-        } else if (code === FrontendCode.Bind) {
-          const portalEnd = range.indexOf(0, pos + 5);
-          const stmtEnd = range.indexOf(0, portalEnd + 1);
-          if (stmtEnd > portalEnd + 1) {
-            sql = lost.statementText(range.toString("utf8", portalEnd + 1, stmtEnd));
-            if (sql === undefined) readOnly = false;
-          }
-        } else if (code === FrontendCode.FunctionCall || code === FrontendCode.CopyData) {
-          readOnly = false;
-        }
-        if (sql !== undefined) {
-          const cls = classifyStatement(sql);
-          this.classified[cls]++;
-          if (cls !== "read_only") readOnly = false;
-        }
-        pos = end;
+    forEachFrame(lost.unit as readonly Buffer[], (code, buf, start, end) => {
+      if (!readOnly) return; // decided: the rest is neither classified nor counted
+      if (code === FrontendCode.CopyData) {
+        readOnly = false; // COPY FROM STDIN writes
+        return;
       }
-      if (!readOnly) return false;
-    }
+      const sql = frameText(code, buf, start, end, lost.statementText);
+      if (sql === undefined) return;
+      if (sql === null) {
+        readOnly = false;
+        return;
+      }
+      const cls = classifyStatement(sql);
+      this.classified[cls]++;
+      if (cls !== "read_only") readOnly = false;
+    });
     return readOnly;
   }
 }

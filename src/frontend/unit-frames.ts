@@ -7,20 +7,60 @@ import { detectSessionState } from "./session-state.js";
 
 const HEADER = 5;
 
-/** Syncs, Queries and FunctionCalls in a unit: each is owed one ReadyForQuery. */
-export function countSyncs(unit: Buffer[]): number {
-  let n = 0;
-  const count = (b: Buffer, from: number, to: number) => {
-    let pos = from;
-    while (pos + HEADER <= to) {
-      const c = b[pos];
-      if (c === FrontendCode.Sync || c === FrontendCode.Query || c === FrontendCode.FunctionCall)
-        n++;
-      pos += 1 + b.readInt32BE(pos + 1);
+/** Called with each frame: its type byte and where it lies in `buf` (header included). */
+export type FrameVisitor = (code: number, buf: Buffer, start: number, end: number) => void;
+
+/** The one walk over a unit's frames: ranges of whole frames, read by their headers. */
+export function forEachFrame(ranges: readonly Buffer[], visit: FrameVisitor): void {
+  for (const range of ranges) {
+    let pos = 0;
+    while (pos + HEADER <= range.length) {
+      const end = pos + 1 + range.readInt32BE(pos + 1);
+      visit(range[pos], range, pos, end);
+      pos = end;
     }
-  };
-  for (const range of unit) count(range, 0, range.length);
+  }
+}
+
+/** Syncs, Queries and FunctionCalls in a unit: each is owed one ReadyForQuery. */
+export function countSyncs(unit: readonly Buffer[]): number {
+  let n = 0;
+  forEachFrame(unit, (c) => {
+    if (c === FrontendCode.Sync || c === FrontendCode.Query || c === FrontendCode.FunctionCall) n++;
+  });
   return n;
+}
+
+/**
+ * The SQL text a frame runs: a Query's or Parse's text, or the text of the named statement a
+ * Bind executes; null where it is unknown (a statement the client never prepared with us, a
+ * FunctionCall); undefined for frames that run no statement of their own.
+ */
+export function frameText(
+  code: number,
+  buf: Buffer,
+  start: number,
+  end: number,
+  statementText: (name: string) => string | undefined,
+): string | null | undefined {
+  switch (code) {
+    case FrontendCode.Query:
+      return buf.toString("utf8", start + HEADER, end - 1);
+    case FrontendCode.Parse: {
+      const nameEnd = buf.indexOf(0, start + HEADER);
+      return buf.toString("utf8", nameEnd + 1, buf.indexOf(0, nameEnd + 1));
+    }
+    case FrontendCode.Bind: {
+      const portalEnd = buf.indexOf(0, start + HEADER);
+      const stmtEnd = buf.indexOf(0, portalEnd + 1);
+      if (stmtEnd === portalEnd + 1) return undefined; // the unnamed statement: its Parse counted
+      return statementText(buf.toString("utf8", portalEnd + 1, stmtEnd)) ?? null;
+    }
+    case FrontendCode.FunctionCall:
+      return null;
+    default:
+      return undefined;
+  }
 }
 
 /**
@@ -33,25 +73,10 @@ export function unitTexts(
   statementText: (name: string) => string | undefined,
 ): Array<string | null> {
   const texts: Array<string | null> = [];
-  for (const range of unit) {
-    let pos = 0;
-    while (pos + HEADER <= range.length) {
-      const code = range[pos];
-      const end = pos + 1 + range.readInt32BE(pos + 1);
-      if (code === FrontendCode.Query) texts.push(range.toString("utf8", pos + HEADER, end - 1));
-      else if (code === FrontendCode.Parse) {
-        const nameEnd = range.indexOf(0, pos + HEADER);
-        texts.push(range.toString("utf8", nameEnd + 1, range.indexOf(0, nameEnd + 1)));
-      } else if (code === FrontendCode.Bind) {
-        const portalEnd = range.indexOf(0, pos + HEADER);
-        const stmtEnd = range.indexOf(0, portalEnd + 1);
-        if (stmtEnd > portalEnd + 1) {
-          texts.push(statementText(range.toString("utf8", portalEnd + 1, stmtEnd)) ?? null);
-        }
-      } else if (code === FrontendCode.FunctionCall) texts.push(null);
-      pos = end;
-    }
-  }
+  forEachFrame(unit, (code, buf, start, end) => {
+    const text = frameText(code, buf, start, end, statementText);
+    if (text !== undefined) texts.push(text);
+  });
   return texts;
 }
 

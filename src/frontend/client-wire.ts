@@ -1,0 +1,181 @@
+// ClientWire: the client's socket. Replies are corked until the end of what one event produces;
+// a client that stops reading pauses its server, and the client is not read while a server's
+// write buffer is full or a unit too big to keep waits for a server (backpressure both ways).
+// It also turns the socket into TLS (SSLRequest, or a direct ClientHello).
+
+import type net from "node:net";
+import { Duplex } from "node:stream";
+import tls from "node:tls";
+import type { BackendConnection } from "../backend/backend-connection.js";
+import * as clock from "../clock.js";
+
+/** What the wire tells, and asks of, the session it carries. */
+export interface WireOwner {
+  /** The server the session holds: paused while the client does not read. */
+  readonly lease: BackendConnection | null;
+  onData(chunk: Buffer): void;
+  /** The socket closed, ended or failed. */
+  onGone(): void;
+  /** Bytes written to the client (pgsidecar_client_bytes_total). */
+  countBytesOut(n: number): void;
+}
+
+export class ClientWire {
+  /** ip:port of the client, or "unix" (read before any TLS upgrade). */
+  readonly remote: string;
+  private socket: net.Socket;
+  private corked = false;
+  /** The client's socket buffer is full: its server is paused until 'drain'. */
+  private blocked = false;
+  private blockedSince = 0;
+  /** Not read: a unit past retry_buffer_bytes waits for a server. */
+  private pausedForUnit = false;
+  /** Not read: this server's write buffer is full. */
+  private blockedBy: BackendConnection | null = null;
+  private ended = false;
+
+  constructor(
+    socket: net.Socket,
+    private readonly owner: WireOwner,
+  ) {
+    this.socket = socket;
+    this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
+    socket.setNoDelay?.(true);
+    this.attach(socket);
+  }
+
+  get isTls(): boolean {
+    return this.socket instanceof tls.TLSSocket;
+  }
+
+  private attach(socket: net.Socket): void {
+    socket.on("data", (chunk: Buffer) => this.owner.onData(chunk));
+    socket.on("error", () => this.owner.onGone());
+    socket.on("close", () => this.owner.onGone());
+    socket.on("end", () => this.owner.onGone());
+  }
+
+  /** A reply for the client: corked until flush(), counted, and paused on a full buffer. */
+  write(bytes: Buffer): void {
+    if (this.ended) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+    }
+    this.owner.countBytesOut(bytes.length);
+    if (!this.socket.write(bytes) && !this.blocked) {
+      this.blocked = true;
+      this.blockedSince = clock.now();
+      this.owner.lease?.pauseReading();
+      this.socket.once("drain", () => {
+        this.blocked = false;
+        this.owner.lease?.resumeReading();
+      });
+    }
+  }
+
+  /** Written at once, uncounted: login messages, and a FATAL before the close. */
+  writeNow(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  flush(): void {
+    if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
+  }
+
+  /** The client does not read our writes (full buffer) now, or null. */
+  get stalledSince(): number | null {
+    return this.blocked ? this.blockedSince : null;
+  }
+
+  /** A unit too big to keep waits for a server: stop reading the client until one is found. */
+  pauseForUnit(): void {
+    if (this.pausedForUnit) return;
+    this.pausedForUnit = true;
+    this.socket.pause();
+  }
+
+  resumeAfterUnit(): void {
+    if (!this.pausedForUnit) return;
+    this.pausedForUnit = false;
+    this.socket.resume();
+  }
+
+  /** `conn`'s write buffer is full: stop reading the client until it drains (or goes). */
+  serverFull(conn: BackendConnection): void {
+    if (this.blockedBy !== null) return;
+    this.blockedBy = conn;
+    this.socket.pause();
+    conn.onDrain(() => this.serverDrained(conn));
+  }
+
+  /** `conn` drained, or is no longer ours (a dead server never drains). */
+  serverDrained(conn: BackendConnection): void {
+    if (this.blockedBy !== conn) return;
+    this.blockedBy = null;
+    if (!this.pausedForUnit && !this.ended) this.socket.resume();
+  }
+
+  /** Nothing more the client sends matters (a protocol violation): stop reading it. */
+  stopReading(): void {
+    this.socket.pause();
+  }
+
+  /** Writes stop; the socket ends, and is destroyed a second later if the client lingers. */
+  end(): void {
+    this.ended = true;
+    if (this.socket.writable) this.socket.end();
+    const socket = this.socket;
+    clock.after(1000, () => socket.destroy());
+  }
+
+  /** Drops the socket at once (the last resort after a failed close). */
+  destroy(): void {
+    this.ended = true;
+    this.socket.destroy();
+  }
+
+  /** SSLRequest answered 'S': the client's next bytes are a TLS handshake. */
+  upgradeTls(context: tls.SecureContext): void {
+    this.upgrade(this.socket, context);
+  }
+
+  /** Direct SSL negotiation (Postgres 17, sslnegotiation=direct): `hello` was already read. */
+  startDirectTls(hello: Buffer, context: tls.SecureContext): void {
+    const raw = this.socket;
+    raw.removeAllListeners("data");
+    const bridge = new Duplex({
+      read() {},
+      write(chunk, _enc, cb) {
+        raw.write(chunk, cb);
+      },
+      final(cb) {
+        raw.end();
+        cb();
+      },
+    });
+    bridge.push(hello);
+    raw.on("data", (c: Buffer) => bridge.push(c));
+    raw.on("end", () => bridge.push(null));
+    raw.on("close", () => bridge.destroy());
+    this.upgrade(bridge, context);
+  }
+
+  private upgrade(raw: net.Socket | Duplex, context: tls.SecureContext): void {
+    raw.removeAllListeners("data");
+    raw.removeAllListeners("close");
+    raw.removeAllListeners("end");
+    raw.removeAllListeners("error");
+    raw.on("error", () => this.owner.onGone());
+    const secure = new tls.TLSSocket(raw as net.Socket, {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ["postgresql"],
+    });
+    this.socket = secure;
+    this.attach(secure);
+  }
+}
