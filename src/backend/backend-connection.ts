@@ -464,6 +464,11 @@ export class BackendConnection implements FrameSink {
     }
   }
 
+  /** Session state ties this server to its client (see `pins`). */
+  get pinned(): boolean {
+    return this.pins.size > 0;
+  }
+
   /** Ties this server to its client for `reason`; true when the reason is new. */
   pin(reason: PinReason): boolean {
     if (this.pins.has(reason)) return false;

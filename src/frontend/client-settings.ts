@@ -4,6 +4,7 @@
 // work, each server it lands on is brought to these values (DESIGN.md section 4).
 
 import type { BackendConnection } from "../backend/backend-connection.js";
+import { TRACKED_PARAMETERS } from "./session-state.js";
 
 export interface Setting {
   /** The parameter's name as the client or server spelled it. */
@@ -18,6 +19,8 @@ export type PendingSetting = { set: { name: string; sql: string } } | { reset: s
 
 export class ClientSettings {
   private readonly wanted = new Map<string, Setting>();
+  /** ParameterStatus values as this client last saw them (canonical server names). */
+  private readonly reported = new Map<string, string>();
   /** What login established (startup parameters): RESET goes back to these. */
   private login: Map<string, Setting> | null = null;
   private pending: PendingSetting[] = [];
@@ -38,18 +41,76 @@ export class ClientSettings {
     return this.wanted.entries();
   }
 
-  /** Remembers the settings as login left them. */
-  sealLogin(): void {
+  /**
+   * Login completes with the parameters a server reported (`serverParams`): the client's own
+   * values win, reported and `trackExtra` parameters are tracked from now on, and the settings
+   * as login left them are remembered (RESET goes back to them). Returns what the client is told.
+   */
+  loggedIn(
+    serverParams: ReadonlyMap<string, string>,
+    trackExtra: ReadonlySet<string>,
+  ): ReadonlyMap<string, string> {
+    const tracked = new Set([...TRACKED_PARAMETERS, ...trackExtra]);
+    for (const [name, value] of serverParams) {
+      const lc = name.toLowerCase();
+      const mine = this.wanted.get(lc);
+      if (mine) mine.name = name;
+      else if (tracked.has(lc)) this.wanted.set(lc, { name, value });
+      this.reported.set(name, mine ? mine.value : value);
+    }
     this.login = new Map();
     for (const [lc, s] of this.wanted) this.login.set(lc, { ...s });
+    return this.reported;
+  }
+
+  /**
+   * A server reported a parameter; `ignored`: during a SET of ours. Returns true when the client
+   * must be told (a ParameterStatus it would not get from the server).
+   */
+  serverReported(
+    name: string,
+    value: string,
+    ignored: boolean,
+    trackExtra: ReadonlySet<string>,
+  ): boolean {
+    const lc = name.toLowerCase();
+    const mine = this.wanted.get(lc);
+    if (ignored) {
+      // Our own SET: adopt the server's spelling, and tell the client if its view changed.
+      if (mine) mine.value = value;
+      if (this.reported.get(name) !== value && (mine || !this.reported.has(name))) {
+        this.reported.set(name, value);
+        return true;
+      }
+      return false;
+    }
+    this.reported.set(name, value);
+    if (mine) mine.value = value;
+    else if (TRACKED_PARAMETERS.has(lc) || trackExtra.has(lc)) this.wanted.set(lc, { name, value });
+    return false;
+  }
+
+  /**
+   * DISCARD ALL answered without a server: settings go back to what login established, and
+   * `tell` hears of each reported parameter that changes, as Postgres reports them.
+   */
+  discardAll(tell: (name: string, value: string) => void): void {
+    this.resetAll();
+    for (const [name, value] of this.reported) {
+      const wanted = this.wanted.get(name.toLowerCase());
+      if (wanted === undefined || wanted.value === value) continue;
+      this.reported.set(name, wanted.value);
+      tell(name, wanted.value);
+    }
   }
 
   /**
    * The statements that bring `conn` to this client's settings, recording on `conn` what they
-   * set; "" when it already matches. `reported`: the parameters servers report, compared by
-   * value with what `conn` reported instead.
+   * set; "" when it already matches. Parameters servers report are compared by value with what
+   * `conn` reported instead.
    */
-  sqlFor(conn: BackendConnection, reported: ReadonlyMap<string, string>): string {
+  sqlFor(conn: BackendConnection): string {
+    const reported = this.reported;
     let sql = "";
     for (const [lc, s] of this.wanted) {
       if (s.sql === undefined && reported.has(s.name)) {
