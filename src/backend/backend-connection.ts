@@ -21,7 +21,7 @@ import { AuthCode, BackendCode, FrontendCode, TxStatus } from "../protocol/codes
 import { FrameScanner, type FrameSink, streamedCodes } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
 import type { PinReason } from "../reasons.js";
-import { Action, ExpectedResponses } from "./expected-responses.js";
+import { Action, ExpectedResponses, type OwedReplies } from "./expected-responses.js";
 import { enableKeepalive, type KeepaliveSettings } from "./keepalive.js";
 import { type KnownStatements, PreparedStatementCache } from "./prepared-statements.js";
 import { roleFits, serverRole } from "./upstream.js";
@@ -87,15 +87,9 @@ export class BackendConnection implements FrameSink {
   readonly id = nextId++;
   /** ParameterStatus values as this server last reported them. */
   readonly params = new Map<string, string>();
-  // The session state below (settings, expected, prepared, pins, needsReset) changes only through
-  // this class's methods (expect, pin, unpin, recordSetting, startReset, ...), never from outside.
-  /** Settings we SET on this server that it does not report (statement_timeout, ...). */
-  readonly settings = new Map<string, string>();
   pid = 0;
   secret: Buffer = Buffer.alloc(0);
   txStatus: number = TxStatus.Idle;
-  readonly expected = new ExpectedResponses();
-  readonly prepared: PreparedStatementCache;
   readonly createdAt = clock.now();
   /** When the connection last went idle in the pool; drives server_idle_timeout. */
   idleSince = clock.now();
@@ -106,19 +100,12 @@ export class BackendConnection implements FrameSink {
   /** Set once the connection must not be reused; the reason is recorded when it closes. */
   bad = false;
   closeReason: DisconnectReason | null = null;
-  /** Session state that ties this server to its client (pins), by reason. */
-  readonly pins = new Set<string>();
   listener: BackendListener | null = null;
   /**
    * The server's kernel reset the connection: the server closed with bytes of ours unread (or
    * was gone before they arrived). Linux sends a FIN, not a reset, when everything was read.
    */
   resetByPeer = false;
-  /**
-   * Session state was undone by a client statement that may not have succeeded (RESET ROLE in a
-   * transaction rolled back, DISCARD ALL refused): reset the server before another client.
-   */
-  needsReset = false;
   /** ErrorResponses received while leased (did a unit end cleanly?). */
   errors = 0;
   /** 25006 read_only_sql_transaction errors received (a failover's refusal, if the role changed). */
@@ -136,6 +123,20 @@ export class BackendConnection implements FrameSink {
    * reused by another client: a Sync would commit work nobody acknowledged.
    */
   private unsyncedWork = false;
+  // The session state below changes only through this class's methods (expect, pin, unpin,
+  // recordSetting, startReset, ...); others read it through the getters.
+  /** Settings we SET on this server that it does not report (statement_timeout, ...). */
+  private readonly serverSettings = new Map<string, string>();
+  /** The replies owed for what was sent, in order. */
+  private readonly owed = new ExpectedResponses();
+  private readonly statementCache: PreparedStatementCache;
+  /** Session state that ties this server to its client (pins), by reason. */
+  private readonly pinReasons = new Set<string>();
+  /**
+   * Session state was undone by a client statement that may not have succeeded (RESET ROLE in a
+   * transaction rolled back, DISCARD ALL refused): reset the server before another client.
+   */
+  private resetNeeded = false;
   private socket: net.Socket | null = null;
   private readonly scanner = new FrameScanner(MAX_SERVER_MESSAGE, BACKEND_STREAMED);
   private loggedIn = false;
@@ -148,10 +149,35 @@ export class BackendConnection implements FrameSink {
   private loginReject: ((err: Error) => void) | null = null;
 
   constructor(readonly options: BackendOptions) {
-    this.prepared = new PreparedStatementCache(
+    this.statementCache = new PreparedStatementCache(
       options.maxPreparedStatements,
       options.knownStatements ?? null,
     );
+  }
+
+  /** Settings we SET on this server that it does not report, by lower-case name. */
+  get settings(): ReadonlyMap<string, string> {
+    return this.serverSettings;
+  }
+
+  /** The replies still owed for what was sent. */
+  get expected(): OwedReplies {
+    return this.owed;
+  }
+
+  /** The statements this server has prepared (content names). */
+  get prepared(): { readonly size: number } {
+    return this.statementCache;
+  }
+
+  /** Session state that ties this server to its client, by reason (PinReason). */
+  get pins(): ReadonlySet<string> {
+    return this.pinReasons;
+  }
+
+  /** Session state was undone by a statement that may have failed: reset before another client. */
+  get needsReset(): boolean {
+    return this.resetNeeded;
   }
 
   get address(): string {
@@ -315,7 +341,7 @@ export class BackendConnection implements FrameSink {
         } else l.forwardAsync(buf, start, end);
         return;
       case BackendCode.ParameterStatus: {
-        const ignored = !this.expected.empty && this.expected.headAction === Action.Ignore;
+        const ignored = !this.owed.empty && this.owed.headAction === Action.Ignore;
         this.recordParameter(buf, start, end, l, ignored);
         if (!ignored) l.forwardAsync(buf, start, end);
         return;
@@ -332,7 +358,7 @@ export class BackendConnection implements FrameSink {
     }
 
     this.emitSimulated(l);
-    const ex = this.expected;
+    const ex = this.owed;
     if (ex.empty) {
       // Nothing owed (e.g. after a client's CopyDone the server still completes): pass it on.
       l.forward(buf, start, end);
@@ -402,13 +428,13 @@ export class BackendConnection implements FrameSink {
     if (this.skippingToSync) {
       if (code !== FrontendCode.Sync) {
         if (code === FrontendCode.Parse && typeof payload === "string") {
-          this.prepared.forget(payload);
+          this.statementCache.forget(payload);
         }
         return;
       }
       this.skippingToSync = false;
     }
-    this.expected.push(code, action, payload);
+    this.owed.push(code, action, payload);
   }
 
   /**
@@ -426,17 +452,17 @@ export class BackendConnection implements FrameSink {
 
   /** The server still owes replies to messages sent to it. */
   get owesReplies(): boolean {
-    return !this.expected.empty;
+    return !this.owed.empty;
   }
 
   /** ReadyForQuery messages the server still owes the client (its Syncs, Queries, FunctionCalls). */
   owedReadyForQuery(): number {
-    return this.expected.pendingReadyForQuery();
+    return this.owed.pendingReadyForQuery();
   }
 
   /** The server died with replies owed: none will come (its client is told by other means). */
   forgetOwedReplies(): void {
-    this.expected.clear();
+    this.owed.clear();
   }
 
   // --- session state, written only here (by the client holding the lease, and the pool) --------
@@ -466,13 +492,13 @@ export class BackendConnection implements FrameSink {
 
   /** Session state ties this server to its client (see `pins`). */
   get pinned(): boolean {
-    return this.pins.size > 0;
+    return this.pinReasons.size > 0;
   }
 
   /** Ties this server to its client for `reason`; true when the reason is new. */
   pin(reason: PinReason): boolean {
-    if (this.pins.has(reason)) return false;
-    this.pins.add(reason);
+    if (this.pinReasons.has(reason)) return false;
+    this.pinReasons.add(reason);
     return true;
   }
 
@@ -481,18 +507,18 @@ export class BackendConnection implements FrameSink {
    * have succeeded: the pin goes, and the server is reset before another client gets it.
    */
   unpin(reason: PinReason | "all"): void {
-    if (reason === "all") this.pins.clear();
-    else this.pins.delete(reason);
-    this.needsReset = true;
+    if (reason === "all") this.pinReasons.clear();
+    else this.pinReasons.delete(reason);
+    this.resetNeeded = true;
   }
 
   hasStatement(serverName: string): boolean {
-    return this.prepared.has(serverName);
+    return this.statementCache.has(serverName);
   }
 
   /** A Parse of `serverName` goes out: the client's (forwarded) or one we inject (ignored). */
   expectParse(serverName: string, action: Action): void {
-    this.prepared.expect(serverName);
+    this.statementCache.expect(serverName);
     this.expect(FrontendCode.Parse, action, serverName);
   }
 
@@ -502,49 +528,49 @@ export class BackendConnection implements FrameSink {
    */
   evictFor(keep: string): readonly string[] {
     if (this.skippingToSync) return NOTHING_TO_EVICT;
-    const victims = this.prepared.evictFor(1, new Set([keep]));
+    const victims = this.statementCache.evictFor(1, new Set([keep]));
     for (let i = 0; i < victims.length; i++) this.expect(FrontendCode.Close, Action.Ignore);
     return victims;
   }
 
   /** The server's prepared statements are gone (DISCARD ALL, DEALLOCATE ALL): reset before reuse. */
   forgetStatements(): void {
-    this.prepared.clear();
-    this.needsReset = true;
+    this.statementCache.clear();
+    this.resetNeeded = true;
   }
 
   /** A reset query (ROLLBACK, DISCARD ALL, server_reset_query) is about to run: no pin survives it. */
   startReset(): void {
-    this.pins.clear();
-    this.needsReset = false;
+    this.pinReasons.clear();
+    this.resetNeeded = false;
   }
 
   /** The reset `sql` succeeded: our record of the session (statements, settings) follows it. */
   resetDone(sql: string): void {
     const upper = sql.toUpperCase();
-    if (upper.includes("DISCARD ALL")) this.prepared.clear();
-    if (upper.includes("DISCARD ALL") || upper.includes("RESET ALL")) this.settings.clear();
+    if (upper.includes("DISCARD ALL")) this.statementCache.clear();
+    if (upper.includes("DISCARD ALL") || upper.includes("RESET ALL")) this.serverSettings.clear();
   }
 
   /** The statement that set parameter `lc` (lower case) here, as we recorded it. */
   settingStatement(lc: string): string | undefined {
-    return this.settings.get(lc);
+    return this.serverSettings.get(lc);
   }
 
   settingNames(): IterableIterator<string> {
-    return this.settings.keys();
+    return this.serverSettings.keys();
   }
 
   recordSetting(lc: string, statement: string): void {
-    this.settings.set(lc, statement);
+    this.serverSettings.set(lc, statement);
   }
 
   forgetSetting(lc: string): void {
-    this.settings.delete(lc);
+    this.serverSettings.delete(lc);
   }
 
   forgetSettings(): void {
-    this.settings.clear();
+    this.serverSettings.clear();
   }
 
   /** Writes bytes to the server; false means its buffer is full (wait for 'drain'). */
@@ -627,7 +653,7 @@ export class BackendConnection implements FrameSink {
   // --- internals -------------------------------------------------------------------------------
 
   private emitSimulated(l: BackendListener): void {
-    const ex = this.expected;
+    const ex = this.owed;
     while (!ex.empty && ex.headAction === Action.Simulate) {
       l.insert(ex.headPayload as Buffer);
       ex.shift();
@@ -637,10 +663,10 @@ export class BackendConnection implements FrameSink {
   /** A Parse we sent is settled: remember the statement as prepared here, or forget it. */
   private settleParse(headCode: number, replyCode: number): void {
     if (headCode !== FrontendCode.Parse) return;
-    const name = this.expected.headPayload;
+    const name = this.owed.headPayload;
     if (typeof name !== "string") return;
-    if (replyCode === BackendCode.ParseComplete) this.prepared.confirm(name);
-    else this.prepared.forget(name);
+    if (replyCode === BackendCode.ParseComplete) this.statementCache.confirm(name);
+    else this.statementCache.forget(name);
   }
 
   private recordParameter(

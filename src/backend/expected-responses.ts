@@ -11,7 +11,14 @@ export const Action = {
 } as const;
 export type Action = (typeof Action)[keyof typeof Action];
 
-export class ExpectedResponses {
+/** What others may read of the replies a server owes (only BackendConnection changes them). */
+export interface OwedReplies {
+  readonly length: number;
+  readonly empty: boolean;
+  pendingReadyForQuery(): number;
+}
+
+export class ExpectedResponses implements OwedReplies {
   private codes = new Uint8Array(64);
   private actions = new Uint8Array(64);
   /** Simulated reply bytes, or the statement name an injected/forwarded Parse prepares. */
