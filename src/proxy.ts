@@ -176,7 +176,7 @@ export class Sidecar {
             setTimeout(attempt, this.config.server_login_retry_max).unref();
             return;
           }
-          pool.release(conn);
+          pool.giveBack(conn, "clean");
           pending.delete(db.name);
           if (pending.size > 0 || this.startupDone) return;
           this.startupDone = true;

@@ -149,8 +149,8 @@ export class Pool {
    * after a ROLLBACK or server_reset_query when a transaction, replies or session state are left.
    * `reset` (a session ended): server_reset_query runs first. `destroy`: it is closed with
    * `reason`, a statement still running cancelled first so it does not run on; a replacement
-   * opens if min_pool_size or a waiter wants one. A server that is broken, or holds unsynced
-   * extended-protocol work or skips to a Sync, is destroyed whatever `how` says: a Sync from
+   * opens if min_pool_size or a waiter wants one. A server that is broken, still owes replies, holds
+   * unsynced extended-protocol work or skips to a Sync, is destroyed whatever `how` says: a Sync from
    * anyone else would commit the one, and the next client's work would vanish in the other.
    */
   giveBack(
@@ -162,7 +162,10 @@ export class Pool {
     conn.listener = null;
     this.lastUsedAt = clock.now();
     if (how !== "destroy") {
-      if (conn.unsynced || conn.skipping) [how, reason] = ["destroy", DisconnectReason.ClientGone];
+      // A statement still running (replies owed) is cancelled and its server closed rather than
+      // waited for: the client that asked for it is gone.
+      if (conn.unsynced || conn.skipping || conn.owesReplies)
+        [how, reason] = ["destroy", DisconnectReason.ClientGone];
       else if (conn.bad || conn.isClosed)
         [how, reason] = ["destroy", conn.closeReason ?? DisconnectReason.Network];
     }
@@ -175,31 +178,6 @@ export class Pool {
     const sql = cleanupSql(conn, how, this.settings.resetQuery);
     if (sql === null) this.toIdle(conn);
     else this.reset(conn, sql);
-  }
-
-  /** Alias of giveBack(conn, "clean") for callers not moved yet. */
-  release(conn: BackendConnection): void {
-    this.giveBack(conn, "clean");
-  }
-
-  /** Alias of giveBack(conn, "reset") for callers not moved yet. */
-  releaseAfterSession(conn: BackendConnection): void {
-    this.giveBack(conn, "reset");
-  }
-
-  /**
-   * Alias for callers not moved yet: a client left while holding `conn` in an unknown state. A
-   * server that is busy (running, unsynced, broken) is destroyed, any other cleaned.
-   */
-  releaseDirty(conn: BackendConnection): void {
-    const busy =
-      conn.bad || conn.isClosed || !conn.expected.empty || conn.unsynced || conn.skipping;
-    this.giveBack(conn, busy ? "destroy" : "clean", DisconnectReason.ClientGone);
-  }
-
-  /** Alias of giveBack(conn, "destroy", reason) for callers not moved yet. */
-  discard(conn: BackendConnection, reason: DisconnectReason): void {
-    this.giveBack(conn, "destroy", reason);
   }
 
   /** Closes idle servers now and the others when released (RECONNECT, planned failover). */

@@ -80,7 +80,7 @@ export class ServerLease implements BackendListener {
     const owner = this.owner;
     owner.waitOver();
     if (owner.closed) {
-      if (conn) owner.route?.pool.release(conn);
+      if (conn) owner.route?.pool.giveBack(conn, "clean");
       return;
     }
     if (err || conn === null) {
@@ -109,7 +109,7 @@ export class ServerLease implements BackendListener {
     this.letGo(conn);
     this.owner.idle("server released");
     conn.resumeReading();
-    this.owner.route?.pool.release(conn);
+    this.owner.route?.pool.giveBack(conn, "clean");
   }
 
   /**
@@ -122,12 +122,9 @@ export class ServerLease implements BackendListener {
     this.conn = null;
     if (conn === null || route === null) return;
     conn.resumeReading();
-    if (route.mode === "session") {
-      if (!conn.owesReplies) route.pool.releaseAfterSession(conn);
-      else route.pool.releaseDirty(conn);
-    } else if (!conn.owesReplies && conn.txStatus === TxStatus.Idle && !conn.pinned) {
-      route.pool.release(conn);
-    } else route.pool.releaseDirty(conn);
+    // giveBack closes a server still owing replies; a transaction-mode one left in a transaction
+    // or pinned is rolled back or reset first.
+    route.pool.giveBack(conn, route.mode === "session" ? "reset" : "clean");
   }
 
   /**

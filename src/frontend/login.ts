@@ -344,7 +344,7 @@ export class Login {
     const wait = route.pool.checkout((err, conn) => {
       owner.waitOver();
       if (owner.closed) {
-        if (conn) route.pool.release(conn);
+        if (conn) route.pool.giveBack(conn, "clean");
         return;
       }
       if (err || !conn) {
@@ -364,7 +364,7 @@ export class Login {
   private checkStartupSettings(route: Route, conn: BackendConnection): void {
     const owner = this.owner;
     const finish = () => {
-      route.pool.release(conn);
+      route.pool.giveBack(conn, "clean");
       this.finish(route.pool.serverParams ?? conn.params);
     };
     const reported = new Set([...conn.params.keys()].map((k) => k.toLowerCase()));
@@ -384,13 +384,13 @@ export class Login {
       chunkEnd: () => {},
       ready: () => {
         conn.listener = null;
-        if (owner.closed) return route.pool.release(conn);
+        if (owner.closed) return route.pool.giveBack(conn, "clean");
         if (rejected === null) {
           // The server now has them: the first unit on it needs no SET.
           for (const [lc, statement] of statements) conn.recordSetting(lc, statement);
           return finish();
         }
-        route.pool.release(conn); // the failed statement left nothing behind (one implicit transaction)
+        route.pool.giveBack(conn, "clean"); // the failed statement left nothing behind (one implicit transaction)
         owner.wire.writeNow(asFatal(rejected));
         owner.close(ClientCloseReason.LoginFailed);
       },

@@ -87,7 +87,7 @@ export class UnitLoss {
       },
       "server lost while serving client",
     );
-    owner.route?.pool.discard(conn, reason);
+    owner.route?.pool.giveBack(conn, "destroy", reason);
     owner.forgetUnitSettings();
     if (unit.holding) unit.dropHeld();
     else unit.flushOut();
@@ -157,7 +157,7 @@ export class UnitLoss {
     if (!unit.holding || unit.forwarded || unit.overflow || !policy) return false;
     if (policy.mode === "off" || unit.replays >= policy.maxReplays) return false;
     owner.letGo(conn);
-    owner.route?.pool.discard(conn, DisconnectReason.RoleChanged);
+    owner.route?.pool.giveBack(conn, "destroy", DisconnectReason.RoleChanged);
     unit.dropHeld();
     owner.forgetUnitSettings();
     const attempt = unit.replay();

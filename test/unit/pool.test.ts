@@ -404,6 +404,17 @@ describe("Pool", () => {
       expect(h.closed).toEqual([[conn.id, "client_gone"]]);
     });
 
+    it("clean or reset: a server still owing replies (its client left mid-statement) is cancelled and destroyed", async () => {
+      for (const how of ["clean", "reset"] as const) {
+        const { h, conn } = await leased();
+        conn.expect(FrontendCode.Query, Action.Forward);
+        h.pool.giveBack(conn, how);
+        expect(conn.cancels).toBe(1);
+        expect(conn.writes).toEqual([]);
+        expect(h.closed).toEqual([[conn.id, "client_gone"]]);
+      }
+    });
+
     it("clean or reset: a broken server is destroyed, never reused", async () => {
       const { h, conn } = await leased();
       conn.bad = true;
