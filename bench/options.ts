@@ -1,6 +1,7 @@
 // Command-line options of `npm run bench` (bench/run.ts).
 
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { Scenario } from "./report.js";
@@ -33,6 +34,10 @@ Options:
   --seed-tasks <n>    Concurrent tasks of the seed workload (default 20)
   --seed-think-ms <ms>  Mean pause between a seed task's calls (default 0: throughput)
   --prefilter-calls <n> Calls per statement in the prefilter timing (default 1000000; 0 skips it)
+  --compare <dir>     Also run the pgsidecar built in <dir> (its dist/cli.js; e.g. a git worktree of
+                      an older commit after \`npm ci && npm run build\` there) as target
+                      "pgsidecar@<label>", interleaved with the others: a before/after in one run
+  --compare-label <s> Label of that target (default: the directory's name)
   --profile           Only profile pgsidecar (node --cpu-prof) on select-only simple and extended
   --profile-out <f>   Also write the profile summary to this file (and keep the .cpuprofile beside it)
   --out <file>        Where to write the report (default bench/RESULTS.md)
@@ -59,6 +64,8 @@ export interface Options {
   workerPoolSize: number;
   poolSize: number;
   threads: number;
+  /** Another build's dist/cli.js to run beside this one, and its target's label. */
+  compare: { cli: string; label: string } | null;
   profile: boolean;
   profileOut: string | null;
   out: string | null;
@@ -82,6 +89,8 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): Options {
       "seed-tasks": { type: "string" },
       "seed-think-ms": { type: "string" },
       "prefilter-calls": { type: "string" },
+      compare: { type: "string" },
+      "compare-label": { type: "string" },
       profile: { type: "boolean" },
       "profile-out": { type: "string" },
       out: { type: "string" },
@@ -131,6 +140,7 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): Options {
     ),
     poolSize,
     threads: int(values.threads, 2, "threads", 1),
+    compare: compareBuild(values.compare, values["compare-label"]),
     profile: values.profile === true,
     profileOut: values["profile-out"] ?? null,
     out:
@@ -138,4 +148,11 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): Options {
         ? null
         : (values.out ?? join(ROOT, "bench", "RESULTS.md")),
   };
+}
+
+function compareBuild(dir: string | undefined, label: string | undefined): Options["compare"] {
+  if (dir === undefined) return null;
+  const cli = join(resolve(dir), "dist", "cli.js");
+  if (!existsSync(cli)) throw new Error(`--compare: ${cli} not found (build it there first)`);
+  return { cli, label: label ?? basename(resolve(dir)) };
 }

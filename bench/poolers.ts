@@ -219,6 +219,8 @@ export interface SidecarOptions extends PoolerOptions {
   cpuProfDir?: string;
   /** Extra pgsidecar flags. */
   extraArgs?: string[];
+  /** Another build's cli.js (bench --compare) and the target name it runs under. */
+  build?: { cli: string; name: string };
 }
 
 /** pgsidecar as a child process (`node dist/cli.js`), transaction mode, on a free port. */
@@ -237,7 +239,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Target> {
   const nodeFlags = o.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`] : [];
   const args =
     workers === 1
-      ? [...nodeFlags, SIDECAR_CLI, ...cliArgs]
+      ? [...nodeFlags, o.build?.cli ?? SIDECAR_CLI, ...cliArgs]
       : [CLUSTER_LAUNCHER, String(workers), nodeFlags.join(" "), SIDECAR_CLI, ...cliArgs];
   const log = createWriteStream(join(o.dir, "pgsidecar.log"));
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -262,7 +264,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Target> {
     }
   }
   return {
-    name: workers === 1 ? "pgsidecar" : `pgsidecar×${workers}`,
+    name: o.build?.name ?? (workers === 1 ? "pgsidecar" : `pgsidecar×${workers}`),
     port,
     pids: () => [pid, ...workerPids],
     backends: o.poolSize * workers,

@@ -174,6 +174,10 @@ function notes(o: Options, seed: SeedResults | null): string[] {
     out.push(
       `pgsidecar×${o.workers}: node:cluster workers, each with its own pool of ${o.workerPoolSize} (${o.workers * o.workerPoolSize} backend connections in all, against ${o.poolSize} for one process); CPU and RSS are summed over the primary and the workers.`,
     );
+  if (o.compare)
+    out.push(
+      `pgsidecar@${o.compare.label}: another build (${o.compare.cli}) run with the same flags, interleaved with the others (--compare): a before/after in one run.`,
+    );
   return out;
 }
 
@@ -236,6 +240,21 @@ async function main(): Promise<void> {
           maxClients,
           dir: dir("sidecar-workers"),
           workers: o.workers,
+        }),
+    });
+  }
+  const compare = o.compare;
+  if (compare) {
+    const name = `pgsidecar@${compare.label}`;
+    poolers.push({
+      name,
+      start: () =>
+        startSidecar({
+          cluster: c,
+          poolSize: o.poolSize,
+          maxClients,
+          dir: dir(`sidecar-${compare.label}`),
+          build: { cli: compare.cli, name },
         }),
     });
   }
