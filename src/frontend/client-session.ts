@@ -292,6 +292,7 @@ export class ClientSession
 
   loggedIn(): void {
     this.login = null;
+    this.waiter = null; // the login's (see Login): what the client pipelined now asks for a server
     this.enter(SessionState.Idle, "logged in");
     this.log.debug(
       { client: this.id, user: this.user, database: this.database, pool: this.#route?.pool.key },

@@ -76,7 +76,6 @@ export interface LoginOwner {
   /** Authenticated, waiting for the pool's first server login. */
   loggingIn(): void;
   waitFor(wait: Wait): void;
-  waitOver(): void;
   /** Issues the client's cancel key: its BackendKeyData. */
   issueKey(protocolMinor: number): Buffer;
   /** The client was told its parameters and key: the session is ready for queries. */
@@ -87,8 +86,15 @@ export interface LoginOwner {
   close(reason: ClientCloseReason): void;
 }
 
-export class Login {
+/**
+ * The session waits on its Login (a Wait) from authentication until ReadyForQuery: what the client
+ * pipelines meanwhile is kept, never sent for a server of its own (a second checkout would race the
+ * login's, and the server of one would be left leased to nobody). loggedIn() ends the wait.
+ */
+export class Login implements Wait {
   private startupBuf: Buffer | null = null;
+  /** The pool checkout of the first login or the startup settings' check, until answered. */
+  private checkout: Wait | null = null;
   private auth: ClientAuth | null = null;
   private readonly timer: clock.Timer;
   private protocolMinor = 0;
@@ -104,6 +110,13 @@ export class Login {
     // Until login, messages are held to Postgres's limits for authentication (see onStartup).
     owner.scanner.setLimit(MAX_PASSWORD_MESSAGE, AUTH_LIMIT);
     this.timer = clock.after(ctx.loginTimeoutMs, () => this.onTimeout());
+  }
+
+  /** The session closed while the login waited on the pool: withdraw the checkout. */
+  cancel(): void {
+    const checkout = this.checkout;
+    this.checkout = null;
+    checkout?.cancel();
   }
 
   /** The session closed before the login completed. */
@@ -340,9 +353,11 @@ export class Login {
     // The first client of a pool waits for one server login to learn server_version & co; a
     // client with startup settings has them tried on a server, as Postgres applies them at login.
     owner.loggingIn();
+    // Until ReadyForQuery, what the client pipelines is kept for after its login (see Login).
+    owner.waitFor(this);
     // The callback may run before checkout() returns (an idle server was at hand).
-    const wait = route.pool.checkout((err, conn) => {
-      owner.waitOver();
+    const checkout = route.pool.checkout((err, conn) => {
+      this.checkout = null;
       if (owner.closed) {
         if (conn) route.pool.giveBack(conn, "clean");
         return;
@@ -353,7 +368,7 @@ export class Login {
       }
       this.checkStartupSettings(route, conn);
     });
-    owner.waitFor(wait);
+    if (!checkout.done) this.checkout = checkout;
   }
 
   /**
