@@ -4,11 +4,11 @@
 
 import { describeConfig } from "../config/load.js";
 import type { ClientSession } from "../frontend/client-session.js";
-import { packageVersion } from "../metrics.js";
 import { BackendCode } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
 import { BufferWriter } from "../protocol/writer.js";
 import type { Sidecar } from "../proxy.js";
+import { packageVersion } from "../version.js";
 
 type Cell = string | number | boolean | null;
 type Row = Record<string, Cell>;
