@@ -92,7 +92,11 @@ export class ClientStatements {
     while (i < end && (buf[i] === 0x20 || buf[i] === 0x0a || buf[i] === 0x09 || buf[i] === 0x0d))
       i++;
     if ((buf[i] | 0x20) !== 0x64) return null; // 'd': DEALLOCATE / DISCARD
-    const sql = buf.toString("utf8", start, end).trim().replace(/;\s*$/, "");
+    // Trailing blanks and semicolons (`DISCARD ALL ;`, `DEALLOCATE q1;;`) end the one statement.
+    const sql = buf
+      .toString("utf8", start, end)
+      .replace(/[ \t\n\r\f\v;]+$/, "")
+      .trim();
     const m = /^deallocate\s+(?:prepare\s+)?("(?:[^"]|"")+"|[^\s;]+)$/i.exec(sql);
     if (m) {
       const target = m[1];

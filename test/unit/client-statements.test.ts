@@ -94,6 +94,25 @@ describe("ClientStatements", () => {
     expect(s.size).toBe(0);
   });
 
+  it("reads DISCARD ALL and DEALLOCATE with blanks and semicolons after them as one statement", () => {
+    const s = new ClientStatements();
+    for (const text of ["DISCARD ALL ;", "discard all ; ", "DISCARD ALL;;", "DISCARD\tALL\n;\n"]) {
+      register(s, parse("a", "SELECT 1"));
+      expect(sql(s, text), text).toBe("DISCARD ALL");
+      expect(s.size).toBe(0);
+    }
+    register(s, parse("q1", "SELECT 1"));
+    expect(sql(s, "DEALLOCATE q1 ;")).toBe("DEALLOCATE");
+    register(s, parse("q1", "SELECT 1"));
+    expect(sql(s, "DEALLOCATE ALL ; ;")).toBe("DEALLOCATE ALL");
+    register(s, parse("a;", "SELECT 1"));
+    expect(sql(s, 'DEALLOCATE "a;" ;')).toBe("DEALLOCATE");
+    register(s, parse("a", "SELECT 1"));
+    expect(sql(s, "DISCARD ALL ; SELECT 1")).toBeNull(); // two statements: the server runs them
+    expect(sql(s, "DISCARD ALL ;", false)).toBeNull();
+    expect(s.size).toBe(1);
+  });
+
   it("leaves any other SQL to the server", () => {
     const s = new ClientStatements();
     register(s, parse("a", "SELECT 1"));
