@@ -5,7 +5,13 @@
 
 import type { UpstreamPassword } from "../auth/upstream-password.js";
 import * as clock from "../clock.js";
-import { DisconnectReason, ProxyError, type ServerError } from "../errors.js";
+import {
+  DisconnectReason,
+  type ProxyError,
+  ProxyErrorReason,
+  proxyError,
+  type ServerError,
+} from "../errors.js";
 import type { Logger } from "../log.js";
 import * as msg from "../protocol/messages.js";
 import type { BackendConnection } from "./backend-connection.js";
@@ -256,12 +262,7 @@ export class Pool {
       conn.destroy(DisconnectReason.Shutdown);
     }
     this.waiters.failAll(
-      new ProxyError(
-        "shutdown",
-        "57P01",
-        "terminating connection due to administrator command",
-        "FATAL",
-      ),
+      proxyError(ProxyErrorReason.Shutdown, "terminating connection due to administrator command"),
     );
   }
 

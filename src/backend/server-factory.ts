@@ -2,7 +2,13 @@
 // the libpq-style walk over an upstream's hosts, and why an attempt failed (ConnectFailureReason).
 
 import type { TargetSessionAttrs } from "../config/schema.js";
-import { DisconnectReason, ProxyError, ServerError } from "../errors.js";
+import {
+  DisconnectReason,
+  ProxyError,
+  ProxyErrorReason,
+  proxyError,
+  ServerError,
+} from "../errors.js";
 import { ConnectFailureReason } from "../reasons.js";
 import { BackendConnection, type BackendOptions } from "./backend-connection.js";
 import { roleFits, serverRole, type Upstream } from "./upstream.js";
@@ -46,9 +52,8 @@ export async function openOnSomeHost(
       try {
         address = await upstream.resolve(h);
       } catch (err) {
-        lastError = new ProxyError(
-          "dns",
-          "08006",
+        lastError = proxyError(
+          ProxyErrorReason.Dns,
           `could not resolve host "${h.host}": ${(err as Error).message}`,
         );
         lastError.cause = err;
@@ -67,14 +72,13 @@ export async function openOnSomeHost(
       hooks.dropped(conn);
       conn.destroy(DisconnectReason.RoleChanged);
       hooks.skipped(conn, attrs);
-      lastError = new ProxyError(
-        "wrong_role",
-        "08006",
+      lastError = proxyError(
+        ProxyErrorReason.WrongRole,
         `no server of ${formatHosts(target)} is ${target.targetSessionAttrs} (target_session_attrs)`,
       );
     }
   }
-  throw lastError ?? new ProxyError("connect_failed", "08006", "no upstream host");
+  throw lastError ?? proxyError(ProxyErrorReason.ConnectFailed, "no upstream host");
 }
 
 function formatHosts(t: { hosts: ReadonlyArray<{ host: string; port: number }> }): string {

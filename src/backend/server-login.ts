@@ -9,7 +9,7 @@ import { md5Password } from "../auth/md5.js";
 import { ScramClientExchange, ScramError } from "../auth/scram-sha-256.js";
 import * as clock from "../clock.js";
 import type { PasswordWithoutTls, UpstreamTarget } from "../config/schema.js";
-import { DisconnectReason, ProxyError } from "../errors.js";
+import { DisconnectReason, ProxyError, ProxyErrorReason, proxyError } from "../errors.js";
 import { isLoopbackHost } from "../loopback.js";
 import { AuthCode } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
@@ -70,7 +70,7 @@ export class ServerLogin {
       this.reject = reject;
       this.timer = clock.after(this.options.connectTimeoutMs, () => {
         this.link.fail(
-          new ProxyError("connect_timeout", "08006", "timeout while connecting to the server"),
+          proxyError(ProxyErrorReason.ConnectTimeout),
           DisconnectReason.ConnectTimeout,
         );
       });
@@ -113,25 +113,14 @@ export class ServerLogin {
     const answer = chunk[0];
     if (chunk.length > 1) {
       // Bytes after the one-byte answer would be injected by a man in the middle (CVE-2021-23222).
-      this.link.fail(
-        new ProxyError("ssl_protocol", "08P01", "received unencrypted data after SSL response"),
-        DisconnectReason.ProtocolError,
-      );
+      this.link.fail(proxyError(ProxyErrorReason.SslProtocol), DisconnectReason.ProtocolError);
       return true;
     }
     const { sslmode, sslrootcert } = this.options.target;
     const host = this.options.hostName ?? this.options.target.host;
     if (answer !== 0x53) {
       if (sslmode === "prefer") this.sendStartup();
-      else
-        this.link.fail(
-          new ProxyError(
-            "ssl_refused",
-            "08006",
-            "server does not support SSL, but SSL was required",
-          ),
-          DisconnectReason.LoginFailed,
-        );
+      else this.link.fail(proxyError(ProxyErrorReason.SslRefused), DisconnectReason.LoginFailed);
       return true;
     }
     const plain = this.link.socket as net.Socket;
@@ -146,9 +135,8 @@ export class ServerLogin {
         ca = readFileCached(sslrootcert);
       } catch (err) {
         this.link.fail(
-          new ProxyError(
-            "ssl_root_cert",
-            "08006",
+          proxyError(
+            ProxyErrorReason.SslRootCert,
             `cannot read sslrootcert: ${(err as Error).message}`,
           ),
           DisconnectReason.LoginFailed,
@@ -185,11 +173,9 @@ export class ServerLogin {
     const send = (bytes: Buffer) => this.link.socket?.write(bytes);
     const needPassword = () => {
       this.link.fail(
-        new ProxyError(
-          "no_password",
-          "28P01",
+        proxyError(
+          ProxyErrorReason.NoPassword,
           `server requested a password for user "${user}" but none is configured`,
-          "FATAL",
         ),
         DisconnectReason.LoginFailed,
       );
@@ -202,11 +188,9 @@ export class ServerLogin {
           // our password; libpq refuses it the same way ("server sent AuthenticationOk before
           // SASL exchange was complete" is not accepted).
           if (this.scram !== null && !this.scram.done) {
-            throw new ProxyError(
-              "auth_protocol",
-              "08P01",
+            throw proxyError(
+              ProxyErrorReason.AuthProtocol,
               "server sent AuthenticationOk before completing SCRAM authentication (no valid server signature)",
-              "FATAL",
             );
           }
           return;
@@ -225,19 +209,12 @@ export class ServerLogin {
         case AuthCode.SASL: {
           if (password === null) return needPassword();
           if (this.scram !== null)
-            throw new ProxyError(
-              "auth_protocol",
-              "08P01",
-              "unexpected second AuthenticationSASL",
-              "FATAL",
-            );
+            throw proxyError(ProxyErrorReason.AuthProtocol, "unexpected second AuthenticationSASL");
           const mechanisms = buf.toString("utf8", start + 9, end).split("\0");
           if (!mechanisms.includes("SCRAM-SHA-256")) {
-            throw new ProxyError(
-              "auth_unsupported",
-              "08P01",
+            throw proxyError(
+              ProxyErrorReason.AuthUnsupported,
               `server offered no supported SASL mechanism (${mechanisms.filter(Boolean).join(", ")})`,
-              "FATAL",
             );
           }
           this.scram = new ScramClientExchange(password, {
@@ -248,8 +225,7 @@ export class ServerLogin {
         }
         case AuthCode.SASLContinue: {
           const scram = this.scram;
-          if (!scram)
-            throw new ProxyError("auth_protocol", "08P01", "unexpected SASLContinue", "FATAL");
+          if (!scram) throw proxyError(ProxyErrorReason.AuthProtocol, "unexpected SASLContinue");
           // Hi() runs off the event loop. The server sends nothing until it has our answer; if
           // it does (out of turn), the exchange fails and so does the login. The connection may
           // close or time out meanwhile: then the answer is dropped.
@@ -262,16 +238,13 @@ export class ServerLogin {
           return;
         }
         case AuthCode.SASLFinal:
-          if (!this.scram)
-            throw new ProxyError("auth_protocol", "08P01", "unexpected SASLFinal", "FATAL");
+          if (!this.scram) throw proxyError(ProxyErrorReason.AuthProtocol, "unexpected SASLFinal");
           this.scram.serverFinal(buf.toString("utf8", start + 9, end));
           return;
         default:
-          throw new ProxyError(
-            "auth_unsupported",
-            "08P01",
+          throw proxyError(
+            ProxyErrorReason.AuthUnsupported,
             `server requested unsupported authentication method ${kind}`,
-            "FATAL",
           );
       }
     } catch (err) {
@@ -285,19 +258,12 @@ export class ServerLogin {
     let e: ProxyError;
     if (err instanceof ProxyError) e = err;
     else if (err instanceof ScramError && err.code === "too_many_iterations") {
-      e = new ProxyError(
-        "scram_iterations",
-        "28000",
+      e = proxyError(
+        ProxyErrorReason.ScramIterations,
         `server authentication refused: ${err.message} (server_scram_max_iterations)`,
-        "FATAL",
       );
     } else {
-      e = new ProxyError(
-        "auth_failed",
-        "28P01",
-        `server authentication failed: ${err.message}`,
-        "FATAL",
-      );
+      e = proxyError(ProxyErrorReason.AuthFailed, `server authentication failed: ${err.message}`);
     }
     this.link.fail(e, DisconnectReason.LoginFailed);
   }
@@ -314,11 +280,9 @@ export class ServerLogin {
     if (policy === "allow" || this.link.socket instanceof tls.TLSSocket) return;
     const a = this.options.address;
     if ("path" in a || (policy === "loopback" && isLoopbackHost(a.host))) return;
-    throw new ProxyError(
-      "password_without_tls",
-      "28000",
+    throw proxyError(
+      ProxyErrorReason.PasswordWithoutTls,
       `server ${this.link.address} requested ${what} over a connection without TLS; not sent (server_password_without_tls: ${policy})`,
-      "FATAL",
       "Use sslmode=require or stronger in the upstream URL, or SCRAM-SHA-256 on the server, or set server_password_without_tls: allow.",
     );
   }

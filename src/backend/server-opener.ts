@@ -4,7 +4,7 @@
 
 import type { UpstreamPassword } from "../auth/upstream-password.js";
 import * as clock from "../clock.js";
-import { ProxyError, ServerError } from "../errors.js";
+import { ProxyError, ProxyErrorReason, proxyError, ServerError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { ConnectFailureReason } from "../reasons.js";
 import type { BackendConnection, BackendOptions } from "./backend-connection.js";
@@ -134,7 +134,7 @@ export class ServerOpener {
     Promise.resolve(
       slot.next ??
         credential.get().catch((err: Error) => {
-          throw new ProxyError("credential_unavailable", "08006", err.message);
+          throw proxyError(ProxyErrorReason.CredentialUnavailable, err.message);
         }),
     )
       .then((password) => {

@@ -2,7 +2,7 @@
 // most query_wait_timeout.
 
 import * as clock from "../clock.js";
-import { ProxyError, ServerError } from "../errors.js";
+import { type ProxyError, ProxyErrorReason, proxyError, ServerError } from "../errors.js";
 import type { BackendConnection } from "./backend-connection.js";
 
 export type CheckoutCallback = (
@@ -95,9 +95,8 @@ export class WaitQueue {
 export function waitTimeoutError(timeoutMs: number, last: Error | null): ProxyError {
   const starting = last instanceof ServerError && last.sqlstate === "57P03";
   const why = last ? `: ${last.message}` : "";
-  return new ProxyError(
-    "query_wait_timeout",
-    starting ? "57P03" : "08006",
+  return proxyError(
+    starting ? ProxyErrorReason.QueryWaitTimeoutStartingUp : ProxyErrorReason.QueryWaitTimeout,
     `no server connection available within query_wait_timeout (${timeoutMs} ms)${why}`,
   );
 }

@@ -8,7 +8,13 @@
 
 import type { BackendConnection, BackendListener } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
-import { DisconnectReason, ProxyError, type ServerError } from "../errors.js";
+import {
+  DisconnectReason,
+  type ProxyError,
+  ProxyErrorReason,
+  proxyError,
+  type ServerError,
+} from "../errors.js";
 import type { Logger } from "../log.js";
 import { FrontendCode } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
@@ -89,9 +95,8 @@ export class NotificationHub implements BackendListener {
       timeoutMs > 0
         ? setTimeout(() => {
             finish(
-              new ProxyError(
-                "listen_timeout",
-                "08006",
+              proxyError(
+                ProxyErrorReason.ListenTimeout,
                 `no server connection to LISTEN on within query_wait_timeout (${timeoutMs} ms)`,
               ),
             );
