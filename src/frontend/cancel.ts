@@ -3,7 +3,20 @@
 
 import { randomBytes, randomInt, timingSafeEqual } from "node:crypto";
 
+/**
+ * A key's secret: 4 bytes (protocol 3.0) as an unsigned 32-bit number, so an idle client holds no
+ * Buffer for it; 32 bytes (protocol 3.2) as a Buffer.
+ */
+export type CancelSecret = number | Buffer;
+
+export interface CancelKey {
+  pid: number;
+  secret: CancelSecret;
+}
+
 export interface Cancellable {
+  /** The secret of the key issued to it (read when a CancelRequest names its pid). */
+  readonly cancelSecret: CancelSecret;
   /**
    * Forwards a cancel to the server currently running this client's work, if any: never to one
    * the client has released (see ClientSession.cancelCurrent for the race that remains).
@@ -11,22 +24,32 @@ export interface Cancellable {
   cancelCurrent(): void;
 }
 
-interface Entry {
-  secret: Buffer;
-  target: Cancellable;
+/** A fresh secret of `bytes` bytes (4 or 32). */
+export function newCancelSecret(bytes: number): CancelSecret {
+  return bytes === 4 ? randomBytes(4).readUInt32BE(0) : randomBytes(bytes);
+}
+
+/** The secret as BackendKeyData carries it. */
+export function secretBytes(secret: CancelSecret): Buffer {
+  if (typeof secret !== "number") return secret;
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(secret, 0);
+  return b;
 }
 
 export class CancelRegistry {
-  private readonly byPid = new Map<number, Entry>();
+  private readonly byPid = new Map<number, Cancellable>();
 
-  /** Issues a fresh key: 4 secret bytes for protocol 3.0, 32 for 3.2 (as Postgres 18 does). */
-  issue(target: Cancellable, secretBytes: number): { pid: number; secret: Buffer } {
+  /**
+   * Registers `target` under a fresh pid (its secret is target.cancelSecret) and returns the pid.
+   * Pids stay below 2^30, small integers V8 keeps without a heap number.
+   */
+  issue(target: Cancellable): number {
     let pid: number;
-    do pid = randomInt(1, 0x7fffffff);
+    do pid = randomInt(1, 0x3fffffff);
     while (this.byPid.has(pid));
-    const secret = randomBytes(secretBytes);
-    this.byPid.set(pid, { secret, target });
-    return { pid, secret };
+    this.byPid.set(pid, target);
+    return pid;
   }
 
   release(pid: number): void {
@@ -35,10 +58,11 @@ export class CancelRegistry {
 
   /** Returns true when the key matched and the cancel was passed on. */
   cancel(pid: number, secret: Buffer): boolean {
-    const entry = this.byPid.get(pid);
-    if (!entry || entry.secret.length !== secret.length) return false;
-    if (!timingSafeEqual(entry.secret, secret)) return false;
-    entry.target.cancelCurrent();
+    const target = this.byPid.get(pid);
+    if (!target) return false;
+    const mine = secretBytes(target.cancelSecret);
+    if (mine.length !== secret.length || !timingSafeEqual(mine, secret)) return false;
+    target.cancelCurrent();
     return true;
   }
 

@@ -14,6 +14,13 @@ import { TxStatus } from "../protocol/codes.js";
 import { FrameScanner, type FrameSink } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
 import { ClientCloseReason, type PinReason, type ReplayOutcome } from "../reasons.js";
+import {
+  type CancelKey,
+  type Cancellable,
+  type CancelSecret,
+  newCancelSecret,
+  secretBytes,
+} from "./cancel.js";
 import { MAX_PASSWORD_MESSAGE } from "./client-auth.js";
 import { ClientSettings } from "./client-settings.js";
 import { ClientStatements } from "./client-statements.js";
@@ -55,9 +62,33 @@ export type SessionState = (typeof SessionState)[keyof typeof SessionState];
 
 let nextSessionId = 1;
 const NO_PINS: ReadonlySet<string> = new Set();
+/**
+ * Times are kept as milliseconds since this instant: small integers, held in the object itself,
+ * where epoch milliseconds would each take a heap number of their own (16 bytes per field).
+ */
+const EPOCH = clock.now();
 
+/**
+ * Short strings every client of a pool repeats (user, database, application_name): one copy each,
+ * not one per client. Bounded: when full it starts over.
+ */
+const interned = new Map<string, string>();
+function intern(s: string): string {
+  const known = interned.get(s);
+  if (known !== undefined) return known;
+  if (interned.size >= 1024) interned.clear();
+  interned.set(s, s);
+  return s;
+}
+
+/**
+ * An idle client holds its socket, this object, its wire and scanner, and little else: the parts
+ * below (unit, relay, lease, loss, changes, statements) are created on first use, its settings are
+ * shared with the other clients of its pool until they differ, and its cancel key is two numbers.
+ */
 export class ClientSession
   implements
+    Cancellable,
     FrameSink,
     WireOwner,
     UnitOwner,
@@ -71,34 +102,36 @@ export class ClientSession
     AdminOwner
 {
   readonly id = nextSessionId++;
-  readonly connectedAt = clock.now();
+  /** Milliseconds since EPOCH. */
+  readonly #connectedAt = clock.now() - EPOCH;
   user = "";
   database = "";
   applicationName = "";
-  /** Sidecar-issued BackendKeyData. */
-  key: { pid: number; secret: Buffer } | null = null;
+  /** Sidecar-issued BackendKeyData: the pid (0 until issued) and the secret (see CancelKey). */
+  #keyPid = 0;
+  #keySecret: CancelSecret = 0;
   /** The client's transaction status, as last reported to it. */
   txStatus: number = TxStatus.Idle;
-  /** When the client last sent anything (client_idle_timeout). */
-  lastActivityAt = clock.now();
+  /** When the client last sent anything (client_idle_timeout), in milliseconds since EPOCH. */
+  #lastActivity = this.#connectedAt;
 
   readonly wire: ClientWire;
   readonly scanner: FrameScanner;
   /** Settings this client expects on any server, and the parameters it was told of. */
   readonly settings = new ClientSettings();
-  readonly statements = new ClientStatements();
-  readonly unit: Unit = new Unit(this);
-  readonly changes: SessionChanges = new SessionChanges(this);
-  readonly relay: Relay = new Relay(this);
-  readonly loss: UnitLoss = new UnitLoss(this);
-  private readonly serverLease: ServerLease = new ServerLease(this);
+  #statements: ClientStatements | null = null;
+  #unit: Unit | null = null;
+  #changes: SessionChanges | null = null;
+  #relay: Relay | null = null;
+  #loss: UnitLoss | null = null;
+  #serverLease: ServerLease | null = null;
   /** Until the client is logged in. */
   private login: Login | null;
   private listening: ClientListens | null = null;
   #state: SessionState = SessionState.Startup;
   #route: Route | null = null;
   #admin = false;
-  /** A server checkout, or a LISTEN waiting for the pool's listening server. */
+  /** A server checkout, a LISTEN waiting for the pool's listening server, or the login. */
   private waiter: Wait | null = null;
 
   constructor(
@@ -108,6 +141,62 @@ export class ClientSession
     this.wire = new ClientWire(socket, this);
     this.scanner = new FrameScanner(MAX_PASSWORD_MESSAGE);
     this.login = new Login(this, ctx);
+  }
+
+  // --- the parts, created on first use -----------------------------------------------------------
+
+  get statements(): ClientStatements {
+    this.#statements ??= new ClientStatements();
+    return this.#statements;
+  }
+
+  get unit(): Unit {
+    this.#unit ??= new Unit(this);
+    return this.#unit;
+  }
+
+  get changes(): SessionChanges {
+    this.#changes ??= new SessionChanges(this);
+    return this.#changes;
+  }
+
+  get relay(): Relay {
+    this.#relay ??= new Relay(this);
+    return this.#relay;
+  }
+
+  get loss(): UnitLoss {
+    this.#loss ??= new UnitLoss(this);
+    return this.#loss;
+  }
+
+  private get serverLease(): ServerLease {
+    this.#serverLease ??= new ServerLease(this);
+    return this.#serverLease;
+  }
+
+  /** When the client connected, in epoch milliseconds. */
+  get connectedAt(): number {
+    return EPOCH + this.#connectedAt;
+  }
+
+  /** When the client last sent anything, in epoch milliseconds. */
+  get lastActivityAt(): number {
+    return EPOCH + this.#lastActivity;
+  }
+
+  /** Sidecar-issued BackendKeyData, or null before it is issued. */
+  get key(): CancelKey | null {
+    return this.#keyPid === 0 ? null : { pid: this.#keyPid, secret: this.#keySecret };
+  }
+
+  get cancelSecret(): CancelSecret {
+    return this.#keySecret;
+  }
+
+  /** A CancelRequest named this client's key: the server running its work, if any, is cancelled. */
+  cancelCurrent(): void {
+    this.#serverLease?.cancelCurrent();
   }
 
   get state(): SessionState {
@@ -120,7 +209,7 @@ export class ClientSession
 
   /** The server the session holds, or null. */
   get lease(): BackendConnection | null {
-    return this.serverLease.server;
+    return this.#serverLease?.server ?? null;
   }
 
   get isAdmin(): boolean {
@@ -140,7 +229,7 @@ export class ClientSession
   }
 
   get preparedCount(): number {
-    return this.statements.size;
+    return this.#statements?.size ?? 0;
   }
 
   /** ip:port of the client, or "unix". */
@@ -196,7 +285,7 @@ export class ClientSession
 
   /** Between transactions with nothing in flight or awaited: notifications may be delivered. */
   get quiet(): boolean {
-    return !this.unit.open && this.waiter === null && this.txStatus === TxStatus.Idle;
+    return !this.#unit?.open && this.waiter === null && this.txStatus === TxStatus.Idle;
   }
 
   /** The client's LISTENs through the pool's listening server, created on first use. */
@@ -247,7 +336,7 @@ export class ClientSession
   }
 
   flushClient(): void {
-    this.unit.flushOut();
+    this.#unit?.flushOut();
     this.wire.flush();
   }
 
@@ -262,9 +351,9 @@ export class ClientSession
   // --- login (Login calls these) ---------------------------------------------------------------
 
   identify(user: string, database: string, applicationName: string): void {
-    this.user = user;
-    this.database = database;
-    this.applicationName = applicationName;
+    this.user = intern(user);
+    this.database = intern(database);
+    this.applicationName = intern(applicationName);
   }
 
   authenticating(): void {
@@ -285,9 +374,10 @@ export class ClientSession
   }
 
   issueKey(protocolMinor: number): Buffer {
-    const cancelCurrent = () => this.serverLease.cancelCurrent();
-    this.key = this.ctx.cancels.issue({ cancelCurrent }, protocolMinor >= 2 ? 32 : 4);
-    return msg.backendKeyData(this.key.pid, this.key.secret);
+    const secret = newCancelSecret(protocolMinor >= 2 ? 32 : 4);
+    this.#keySecret = secret;
+    this.#keyPid = this.ctx.cancels.issue(this);
+    return msg.backendKeyData(this.#keyPid, secretBytes(secret));
   }
 
   loggedIn(): void {
@@ -298,7 +388,7 @@ export class ClientSession
       { client: this.id, user: this.user, database: this.database, pool: this.#route?.pool.key },
       "client logged in",
     );
-    if (this.unit.open) this.requestServer(); // what it pipelined behind its StartupMessage
+    if (this.#unit?.open) this.requestServer(); // what it pipelined behind its StartupMessage
   }
 
   scan(bytes: Buffer): void {
@@ -309,13 +399,14 @@ export class ClientSession
 
   onData(chunk: Buffer): void {
     try {
-      this.lastActivityAt = clock.now();
+      this.#lastActivity = clock.now() - EPOCH;
       this.ctx.events.bytes("in", chunk.length);
       if (this.#state === SessionState.Startup) this.login?.onStartupData(chunk);
       else {
-        this.relay.beginChunk();
+        // Authentication needs no relay: it is created for the first chunk after login.
+        (this.#state === SessionState.Authenticating ? this.#relay : this.relay)?.beginChunk();
         this.scanner.push(chunk, this);
-        this.relay.endChunk();
+        this.#relay?.endChunk();
       }
     } catch (err) {
       this.onInternalError(err);
@@ -336,7 +427,7 @@ export class ClientSession
    * handler would end the process, and every client with it: this client alone gets FATAL XX000.
    */
   private onInternalError(err: unknown): void {
-    this.relay.abortChunk();
+    this.#relay?.abortChunk();
     const e = err instanceof Error ? err : new Error(String(err));
     this.log.error(
       { client: this.id, user: this.user, state: this.#state, err: e.message, stack: e.stack },
@@ -388,8 +479,8 @@ export class ClientSession
   }
 
   onChunkEnd(): void {
-    this.unit.endInputRun();
-    this.relay.flush();
+    this.#unit?.endInputRun();
+    this.#relay?.flush();
     this.lease?.flushSimulated();
     this.flushClient();
   }
@@ -436,7 +527,7 @@ export class ClientSession
   }
 
   forgetUnitSettings(): void {
-    this.changes.forgetUnit();
+    this.#changes?.forgetUnit();
   }
 
   /** The client must act on what it has been sent (COPY FROM STDIN began): stop holding. */
@@ -448,7 +539,7 @@ export class ClientSession
 
   /** client_write_timeout: closes a client that stopped reading while holding a server. */
   closeIfStalledFor(ms: number, now: number): void {
-    if (!this.closed) this.serverLease.closeIfStalledFor(ms, now);
+    if (!this.closed) this.#serverLease?.closeIfStalledFor(ms, now);
   }
 
   /** client_idle_timeout: closes a client idle (no transaction, no server) for longer than `ms`. */
@@ -486,8 +577,8 @@ export class ClientSession
     this.waiter?.cancel();
     this.waiter = null;
     this.listening?.close();
-    this.serverLease.giveBack();
-    if (this.key) this.ctx.cancels.release(this.key.pid);
+    this.#serverLease?.giveBack();
+    if (this.#keyPid !== 0) this.ctx.cancels.release(this.#keyPid);
     this.log.debug(
       { client: this.id, pool: this.#route?.pool.key, reason, state: was },
       "client closed",

@@ -17,20 +17,54 @@ export interface Setting {
 /** A session SET or RESET seen in a unit, applied to the record once the unit ended cleanly. */
 export type PendingSetting = { set: { name: string; sql: string } } | { reset: string };
 
+/**
+ * The settings and reported parameters as login left them, shared by every client that logged in
+ * to the same values (most clients of a pool): never written. A client copies a map the first time
+ * it changes it (copy on write), so an idle client holds no settings of its own.
+ */
+interface Frozen {
+  readonly wanted: ReadonlyMap<string, Readonly<Setting>>;
+  readonly reported: ReadonlyMap<string, string>;
+}
+
+/** Frozen records by content. Bounded: when full it starts over (clients keep theirs). */
+const frozenByContent = new Map<string, Frozen>();
+const MAX_FROZEN = 256;
+
+function freeze(wanted: Map<string, Setting>, reported: Map<string, string>): Frozen {
+  let key = "";
+  for (const [lc, st] of wanted) key += `${lc}\0${st.name}\0${st.value}\0${st.sql ?? "\u0001"}\0`;
+  key += "\u0002";
+  for (const [name, value] of reported) key += `${name}\0${value}\0`;
+  const known = frozenByContent.get(key);
+  if (known) return known;
+  if (frozenByContent.size >= MAX_FROZEN) frozenByContent.clear();
+  const frozen: Frozen = { wanted, reported };
+  frozenByContent.set(key, frozen);
+  return frozen;
+}
+
+const NO_SETTINGS: ReadonlyMap<string, Setting> = new Map();
+const NO_PENDING: readonly PendingSetting[] = [];
+
 export class ClientSettings {
-  private readonly wanted = new Map<string, Setting>();
+  /** Until login: this client's own (startup parameters). After: a Frozen map until written. */
+  private wanted: Map<string, Setting> = NO_SETTINGS as Map<string, Setting>;
   /** ParameterStatus values as this client last saw them (canonical server names). */
-  private readonly reported = new Map<string, string>();
-  /** What login established (startup parameters): RESET goes back to these. */
-  private login: Map<string, Setting> | null = null;
-  private pending: PendingSetting[] = [];
+  private reported: Map<string, string> = NO_SETTINGS as unknown as Map<string, string>;
+  /** What login established (startup parameters), frozen: RESET goes back to these. */
+  private login: Frozen | null = null;
+  /** `wanted` / `reported` are this client's own (copied from the frozen ones, or before login). */
+  private ownWanted = false;
+  private ownReported = false;
+  private pending: PendingSetting[] = NO_PENDING as PendingSetting[];
 
   get(lc: string): Setting | undefined {
     return this.wanted.get(lc);
   }
 
   set(lc: string, setting: Setting): void {
-    this.wanted.set(lc, setting);
+    this.writableWanted().set(lc, setting);
   }
 
   has(lc: string): boolean {
@@ -39,6 +73,25 @@ export class ClientSettings {
 
   entries(): IterableIterator<[string, Setting]> {
     return this.wanted.entries();
+  }
+
+  /** `wanted`, this client's own: a copy (settings included) the first time after login. */
+  private writableWanted(): Map<string, Setting> {
+    if (!this.ownWanted) {
+      const copy = new Map<string, Setting>();
+      for (const [lc, st] of this.wanted) copy.set(lc, { ...st });
+      this.wanted = copy;
+      this.ownWanted = true;
+    }
+    return this.wanted;
+  }
+
+  private writableReported(): Map<string, string> {
+    if (!this.ownReported) {
+      this.reported = new Map(this.reported);
+      this.ownReported = true;
+    }
+    return this.reported;
   }
 
   /**
@@ -50,16 +103,21 @@ export class ClientSettings {
     serverParams: ReadonlyMap<string, string>,
     trackExtra: ReadonlySet<string>,
   ): ReadonlyMap<string, string> {
-    const tracked = new Set([...TRACKED_PARAMETERS, ...trackExtra]);
+    const wanted = this.writableWanted();
+    const reported = new Map<string, string>();
     for (const [name, value] of serverParams) {
       const lc = name.toLowerCase();
-      const mine = this.wanted.get(lc);
+      const mine = wanted.get(lc);
       if (mine) mine.name = name;
-      else if (tracked.has(lc)) this.wanted.set(lc, { name, value });
-      this.reported.set(name, mine ? mine.value : value);
+      else if (TRACKED_PARAMETERS.has(lc) || trackExtra.has(lc)) wanted.set(lc, { name, value });
+      reported.set(name, mine ? mine.value : value);
     }
-    this.login = new Map();
-    for (const [lc, s] of this.wanted) this.login.set(lc, { ...s });
+    const frozen = freeze(wanted, reported);
+    this.login = frozen;
+    this.wanted = frozen.wanted as Map<string, Setting>;
+    this.reported = frozen.reported as Map<string, string>;
+    this.ownWanted = false;
+    this.ownReported = false;
     return this.reported;
   }
 
@@ -77,16 +135,19 @@ export class ClientSettings {
     const mine = this.wanted.get(lc);
     if (ignored) {
       // Our own SET: adopt the server's spelling, and tell the client if its view changed.
-      if (mine) mine.value = value;
+      if (mine && mine.value !== value) this.writableWanted().set(lc, { ...mine, value });
       if (this.reported.get(name) !== value && (mine || !this.reported.has(name))) {
-        this.reported.set(name, value);
+        this.writableReported().set(name, value);
         return true;
       }
       return false;
     }
-    this.reported.set(name, value);
-    if (mine) mine.value = value;
-    else if (TRACKED_PARAMETERS.has(lc) || trackExtra.has(lc)) this.wanted.set(lc, { name, value });
+    if (this.reported.get(name) !== value) this.writableReported().set(name, value);
+    if (mine) {
+      if (mine.value !== value) this.writableWanted().set(lc, { ...mine, value });
+    } else if (TRACKED_PARAMETERS.has(lc) || trackExtra.has(lc)) {
+      this.writableWanted().set(lc, { name, value });
+    }
     return false;
   }
 
@@ -99,7 +160,7 @@ export class ClientSettings {
     for (const [name, value] of this.reported) {
       const wanted = this.wanted.get(name.toLowerCase());
       if (wanted === undefined || wanted.value === value) continue;
-      this.reported.set(name, wanted.value);
+      this.writableReported().set(name, wanted.value);
       tell(name, wanted.value);
     }
   }
@@ -132,6 +193,7 @@ export class ClientSettings {
   }
 
   hold(change: PendingSetting): void {
+    if (this.pending === NO_PENDING) this.pending = [];
     this.pending.push(change);
   }
 
@@ -140,7 +202,7 @@ export class ClientSettings {
   }
 
   dropPending(): void {
-    this.pending = [];
+    this.pending = NO_PENDING as PendingSetting[];
   }
 
   /**
@@ -151,29 +213,37 @@ export class ClientSettings {
     for (const change of this.pending) {
       if ("set" in change) {
         const lc = change.set.name.toLowerCase();
-        this.wanted.set(lc, { name: change.set.name, value: change.set.sql, sql: change.set.sql });
+        this.writableWanted().set(lc, {
+          name: change.set.name,
+          value: change.set.sql,
+          sql: change.set.sql,
+        });
         conn.recordSetting(lc, change.set.sql);
       } else if (change.reset === "all") {
         this.resetAll();
         conn.forgetSettings();
       } else {
         const lc = change.reset.toLowerCase();
-        const initial = this.login?.get(lc);
-        if (initial) this.wanted.set(lc, { ...initial });
-        else this.wanted.delete(lc);
+        const initial = this.login?.wanted.get(lc);
+        if (initial) this.writableWanted().set(lc, { ...initial });
+        else if (this.wanted.has(lc)) this.writableWanted().delete(lc);
         conn.forgetSetting(lc);
       }
     }
-    this.pending = [];
+    this.pending = NO_PENDING as PendingSetting[];
   }
 
-  /** RESET ALL / DISCARD ALL: back to what login established. */
+  /**
+   * RESET ALL / DISCARD ALL: back to what login established. Every parameter login set is still
+   * wanted (a RESET puts its login value back), so that is the login record itself, shared again.
+   */
   resetAll(): void {
-    for (const lc of [...this.wanted.keys()]) {
-      const initial = this.login?.get(lc);
-      if (initial) this.wanted.set(lc, { ...initial });
-      else this.wanted.delete(lc);
+    if (this.login === null) {
+      if (this.wanted.size > 0) this.writableWanted().clear();
+      return;
     }
+    this.wanted = this.login.wanted as Map<string, Setting>;
+    this.ownWanted = false;
   }
 }
 

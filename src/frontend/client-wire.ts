@@ -20,9 +20,19 @@ export interface WireOwner {
   countBytesOut(n: number): void;
 }
 
+/** The wire a client socket carries: the socket's listeners are shared functions, not closures. */
+const WIRE = Symbol("pgsidecar.wire");
+type Carrier = net.Socket & { [WIRE]?: ClientWire };
+
+function onSocketData(this: Carrier, chunk: Buffer): void {
+  this[WIRE]?.owner.onData(chunk);
+}
+
+function onSocketGone(this: Carrier): void {
+  this[WIRE]?.owner.onGone();
+}
+
 export class ClientWire {
-  /** ip:port of the client, or "unix" (read before any TLS upgrade). */
-  readonly remote: string;
   private socket: net.Socket;
   private corked = false;
   /** The client's socket buffer is full: its server is paused until 'drain'. */
@@ -34,14 +44,25 @@ export class ClientWire {
   private blockedBy: BackendConnection | null = null;
   private ended = false;
 
+  /** The raw socket: its peer address stays readable after a TLS upgrade and after the close. */
+  private readonly raw: net.Socket;
+
   constructor(
     socket: net.Socket,
-    private readonly owner: WireOwner,
+    readonly owner: WireOwner,
   ) {
     this.socket = socket;
-    this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : "unix";
+    this.raw = socket;
+    // Node caches the peer address on the socket when first read: read it now, while it is open.
+    void socket.remoteAddress;
     socket.setNoDelay?.(true);
     this.attach(socket);
+  }
+
+  /** ip:port of the client, or "unix". */
+  get remote(): string {
+    const address = this.raw.remoteAddress;
+    return address ? `${address}:${this.raw.remotePort}` : "unix";
   }
 
   get isTls(): boolean {
@@ -49,10 +70,11 @@ export class ClientWire {
   }
 
   private attach(socket: net.Socket): void {
-    socket.on("data", (chunk: Buffer) => this.owner.onData(chunk));
-    socket.on("error", () => this.owner.onGone());
-    socket.on("close", () => this.owner.onGone());
-    socket.on("end", () => this.owner.onGone());
+    (socket as Carrier)[WIRE] = this;
+    socket.on("data", onSocketData);
+    socket.on("error", onSocketGone);
+    socket.on("close", onSocketGone);
+    socket.on("end", onSocketGone);
   }
 
   /** A reply for the client: corked until flush(), counted, and paused on a full buffer. */

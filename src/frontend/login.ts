@@ -6,6 +6,7 @@
 
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
+import type { Pool } from "../backend/pool.js";
 import * as clock from "../clock.js";
 import { lostConnectionError, ProxyError, type ServerError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -45,6 +46,25 @@ const ADMIN_PARAMETERS: ReadonlyMap<string, string> = new Map([
   ["server_version", "15.0 (pgsidecar)"],
   ["client_encoding", "UTF8"],
 ]);
+
+/**
+ * One Route object per pool, shared by its clients (the proxy makes a new one per login): the last
+ * one seen for the pool, as long as it routes the same way.
+ */
+const routes = new WeakMap<Pool, Route>();
+function sharedRoute(route: Route): Route {
+  const known = routes.get(route.pool);
+  if (
+    known !== undefined &&
+    known.mode === route.mode &&
+    known.retry === route.retry &&
+    known.notifications === route.notifications
+  ) {
+    return known;
+  }
+  routes.set(route.pool, route);
+  return route;
+}
 
 /** Something the session waits for: a server checkout, or the pool's LISTEN server. */
 export interface Wait {
@@ -331,8 +351,8 @@ export class Login implements Wait {
       this.finish(ADMIN_PARAMETERS);
       return;
     }
-    const route = this.ctx.route(owner.database, owner.user);
-    if (route === null) {
+    const found = this.ctx.route(owner.database, owner.user);
+    if (found === null) {
       owner.fatal(
         ClientCloseReason.LoginFailed,
         new ProxyError(
@@ -344,6 +364,7 @@ export class Login implements Wait {
       );
       return;
     }
+    const route = sharedRoute(found);
     owner.routed(route);
     const known = route.pool.serverParams;
     if (known && !this.startupSettings) {
