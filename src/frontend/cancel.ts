@@ -26,7 +26,7 @@ export interface Cancellable {
 
 /** A fresh secret of `bytes` bytes (4 or 32). */
 export function newCancelSecret(bytes: number): CancelSecret {
-  return bytes === 4 ? randomBytes(4).readUInt32BE(0) : randomBytes(bytes);
+  return bytes === 4 ? randomInt(0, 2 ** 32) : randomBytes(bytes);
 }
 
 /** The secret as BackendKeyData carries it. */

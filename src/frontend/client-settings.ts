@@ -4,6 +4,7 @@
 // work, each server it lands on is brought to these values (DESIGN.md section 4).
 
 import type { BackendConnection } from "../backend/backend-connection.js";
+import * as msg from "../protocol/messages.js";
 import { TRACKED_PARAMETERS } from "./session-state.js";
 
 export interface Setting {
@@ -25,26 +26,42 @@ export type PendingSetting = { set: { name: string; sql: string } } | { reset: s
 interface Frozen {
   readonly wanted: ReadonlyMap<string, Readonly<Setting>>;
   readonly reported: ReadonlyMap<string, string>;
+  /** ParameterStatus for each reported parameter, as login sends them; built on first use. */
+  messages: Buffer | null;
 }
 
-/** Frozen records by content. Bounded: when full it starts over (clients keep theirs). */
-const frozenByContent = new Map<string, Frozen>();
+/**
+ * Frozen records by what login starts from: the server's parameters (a pool's serverParams, never
+ * written once set), the extra tracked parameters (replaced, not written, by a reload) and the
+ * client's startup settings. A hit costs a login no Map, Setting or message of its own. Bounded:
+ * when full it starts over (the clients keep theirs).
+ */
+const frozenByLogin = new WeakMap<
+  ReadonlyMap<string, string>,
+  WeakMap<ReadonlySet<string>, Map<string, Frozen>>
+>();
 const MAX_FROZEN = 256;
 
-function freeze(wanted: Map<string, Setting>, reported: Map<string, string>): Frozen {
-  let key = "";
-  for (const [lc, st] of wanted) key += `${lc}\0${st.name}\0${st.value}\0${st.sql ?? "\u0001"}\0`;
-  key += "\u0002";
-  for (const [name, value] of reported) key += `${name}\0${value}\0`;
-  const known = frozenByContent.get(key);
-  if (known) return known;
-  if (frozenByContent.size >= MAX_FROZEN) frozenByContent.clear();
-  const frozen: Frozen = { wanted, reported };
-  frozenByContent.set(key, frozen);
-  return frozen;
+function frozenFor(
+  serverParams: ReadonlyMap<string, string>,
+  trackExtra: ReadonlySet<string>,
+): Map<string, Frozen> {
+  let byExtra = frozenByLogin.get(serverParams);
+  if (byExtra === undefined) {
+    byExtra = new WeakMap();
+    frozenByLogin.set(serverParams, byExtra);
+  }
+  let byStartup = byExtra.get(trackExtra);
+  if (byStartup === undefined) {
+    byStartup = new Map();
+    byExtra.set(trackExtra, byStartup);
+  }
+  if (byStartup.size >= MAX_FROZEN) byStartup.clear();
+  return byStartup;
 }
 
 const NO_SETTINGS: ReadonlyMap<string, Setting> = new Map();
+const EMPTY = Buffer.alloc(0);
 const NO_PENDING: readonly PendingSetting[] = [];
 
 export class ClientSettings {
@@ -98,27 +115,45 @@ export class ClientSettings {
    * Login completes with the parameters a server reported (`serverParams`): the client's own
    * values win, reported and `trackExtra` parameters are tracked from now on, and the settings
    * as login left them are remembered (RESET goes back to them). Returns what the client is told.
+   * `serverParams` must not be written afterwards: the result is shared by what login starts from.
    */
   loggedIn(
     serverParams: ReadonlyMap<string, string>,
     trackExtra: ReadonlySet<string>,
   ): ReadonlyMap<string, string> {
-    const wanted = this.writableWanted();
-    const reported = new Map<string, string>();
-    for (const [name, value] of serverParams) {
-      const lc = name.toLowerCase();
-      const mine = wanted.get(lc);
-      if (mine) mine.name = name;
-      else if (TRACKED_PARAMETERS.has(lc) || trackExtra.has(lc)) wanted.set(lc, { name, value });
-      reported.set(name, mine ? mine.value : value);
+    let startup = "";
+    for (const [lc, st] of this.wanted) startup += `${lc}\0${st.name}\0${st.value}\0`;
+    const known = frozenFor(serverParams, trackExtra);
+    let frozen = known.get(startup);
+    if (frozen === undefined) {
+      const wanted = this.writableWanted();
+      const reported = new Map<string, string>();
+      for (const [name, value] of serverParams) {
+        const lc = name.toLowerCase();
+        const mine = wanted.get(lc);
+        if (mine) mine.name = name;
+        else if (TRACKED_PARAMETERS.has(lc) || trackExtra.has(lc)) wanted.set(lc, { name, value });
+        reported.set(name, mine ? mine.value : value);
+      }
+      frozen = { wanted, reported, messages: null };
+      known.set(startup, frozen);
     }
-    const frozen = freeze(wanted, reported);
     this.login = frozen;
     this.wanted = frozen.wanted as Map<string, Setting>;
     this.reported = frozen.reported as Map<string, string>;
     this.ownWanted = false;
     this.ownReported = false;
     return this.reported;
+  }
+
+  /** ParameterStatus for each parameter loggedIn() reported, one buffer shared by its clients. */
+  loginMessages(): Buffer {
+    const login = this.login;
+    if (login === null) return EMPTY;
+    login.messages ??= Buffer.concat(
+      [...login.reported].map(([name, value]) => msg.parameterStatus(name, value)),
+    );
+    return login.messages;
   }
 
   /**

@@ -53,13 +53,15 @@ export class ClientWire {
   ) {
     this.socket = socket;
     this.raw = socket;
-    // Node caches the peer address on the socket when first read: read it now, while it is open.
-    void socket.remoteAddress;
     socket.setNoDelay?.(true);
     this.attach(socket);
   }
 
-  /** ip:port of the client, or "unix". */
+  /**
+   * ip:port of the client, or "unix". Node keeps the address on the socket once read (an object
+   * per client), and can no longer read it once the socket is closed: Login reads it at once when
+   * its logs would show it (see Login), nothing else keeps it.
+   */
   get remote(): string {
     const address = this.raw.remoteAddress;
     return address ? `${address}:${this.raw.remotePort}` : "unix";

@@ -130,6 +130,9 @@ export class Login implements Wait {
     // Until login, messages are held to Postgres's limits for authentication (see onStartup).
     owner.scanner.setLimit(MAX_PASSWORD_MESSAGE, AUTH_LIMIT);
     this.timer = clock.after(ctx.loginTimeoutMs, () => this.onTimeout());
+    // The info logs below name the client's address, also after it left: read it while the socket
+    // is open (Node then keeps it on the socket; below info, no client holds it).
+    if (ctx.log.isLevelEnabled("info")) void owner.wire.remote;
   }
 
   /** The session closed while the login waited on the pool: withdraw the checkout. */
@@ -401,7 +404,9 @@ export class Login implements Wait {
     const owner = this.owner;
     const finish = () => {
       route.pool.giveBack(conn, "clean");
-      this.finish(route.pool.serverParams ?? conn.params);
+      // A copy of the server's: its parameters change as it reports them, and login shares
+      // what it makes of the ones it is given (ClientSettings.loggedIn).
+      this.finish(route.pool.serverParams ?? new Map(conn.params));
     };
     const reported = new Set([...conn.params.keys()].map((k) => k.toLowerCase()));
     const statements: Array<[string, string]> = [];
@@ -454,11 +459,14 @@ export class Login implements Wait {
     const owner = this.owner;
     clock.cancel(this.timer);
     owner.scanner.setLimit(this.ctx.maxMessageBytes);
-    const reported = owner.settings.loggedIn(serverParams, this.ctx.trackExtraParameters);
-    const out: Buffer[] = [];
-    for (const [name, value] of reported) out.push(msg.parameterStatus(name, value));
-    out.push(owner.issueKey(this.protocolMinor), msg.readyForQueryIdle);
-    owner.wire.writeNow(Buffer.concat(out));
+    owner.settings.loggedIn(serverParams, this.ctx.trackExtraParameters);
+    owner.wire.writeNow(
+      Buffer.concat([
+        owner.settings.loginMessages(),
+        owner.issueKey(this.protocolMinor),
+        msg.readyForQueryIdle,
+      ]),
+    );
     owner.loggedIn();
   }
 
