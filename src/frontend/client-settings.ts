@@ -282,9 +282,13 @@ export class ClientSettings {
   }
 }
 
-/** The SET that gives a parameter a startup value (also the record of it on a server). */
+/**
+ * The statement that gives a parameter a startup value (also the record of it on a server). It is
+ * set_config, not SET: the value is read as Postgres reads a startup parameter, where `SET
+ * search_path = 'a,b'` would make one schema named "a,b" of a list (GUC_LIST_QUOTE parameters).
+ */
 export function setStatement(name: string, value: string): string {
-  return `SET ${quoteIdent(name)} = ${quoteLiteral(value)}`;
+  return `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)`;
 }
 
 export function quoteIdent(name: string): string {

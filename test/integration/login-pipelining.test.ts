@@ -72,7 +72,7 @@ describe("queries pipelined behind a login", () => {
     const c = await RawClient.connect(proxy.port);
     try {
       const params: Record<string, string> = { user: cluster.superuser, database: "postgres" };
-      if (opts.settings) params.options = "-c search_path=pg_catalog";
+      if (opts.settings) params.options = "-c search_path=pg_catalog,public";
       const startup = startupPacket(3, 0, params);
       const q1 = queryFrame("SELECT current_setting('search_path') AS sp");
       const q2 = queryFrame("SELECT 2 AS two");
@@ -94,7 +94,7 @@ describe("queries pipelined behind a login", () => {
       expect(types(msgs).startsWith("R"), types(msgs)).toBe(true);
       expect(types(after), types(msgs)).toBe("TDCZTDCZ");
       const rows = after.filter((m) => m.type === "D").map((m) => m.body.toString("utf8", 6));
-      expect(rows[0]).toBe(opts.settings ? "pg_catalog" : '"$user", public');
+      expect(rows[0]).toBe(opts.settings ? "pg_catalog,public" : '"$user", public');
       expect(rows[1]).toBe("2");
       // Nothing more comes (a second server answering the same frames would).
       await new Promise((r) => setTimeout(r, 200));
@@ -118,6 +118,48 @@ describe("queries pipelined behind a login", () => {
       await pipelined({ split: false, settings: false });
       await pipelined({ split: true, settings: false });
     }
+  });
+
+  it("a list-valued startup setting is read as Postgres reads it, on every server", async () => {
+    const c = new pg.Client({ ...proxy.pgConfig(), options: "-c search_path=pg_catalog,public" });
+    await c.connect();
+    const direct = new pg.Client({
+      host: "127.0.0.1",
+      port: cluster.port,
+      user: cluster.superuser,
+      password: cluster.password,
+      database: "postgres",
+      options: "-c search_path=pg_catalog,public",
+    });
+    await direct.connect();
+    const holder = new pg.Client(proxy.pgConfig());
+    await holder.connect();
+    try {
+      const want = (await direct.query("SHOW search_path")).rows[0].search_path;
+      expect(want).toBe("pg_catalog,public"); // as given, a list of two schemas
+      // Each of the pool's two servers in turn, the other one held in a transaction.
+      const seen = new Set<number>();
+      for (let i = 0; i < 2; i++) {
+        await holder.query("BEGIN");
+        await holder.query("SELECT 1");
+        const r = await c.query(
+          "SELECT current_setting('search_path') AS sp, current_schemas(false)::text AS schemas, pg_backend_pid() AS pid",
+        );
+        expect(r.rows[0].sp).toBe(want);
+        expect(r.rows[0].schemas).toBe("{pg_catalog,public}");
+        seen.add(r.rows[0].pid);
+        await holder.query("COMMIT");
+        // The holder takes the server the client just used.
+        await c.query("BEGIN");
+        await holder.query("SELECT 1");
+        await c.query("COMMIT");
+      }
+    } finally {
+      await holder.end();
+      await c.end();
+      await direct.end();
+    }
+    await noServerLeaked();
   });
 
   it("a client that leaves while its startup settings are tried leaks no server", async () => {

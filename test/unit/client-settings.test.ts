@@ -56,7 +56,9 @@ describe("ClientSettings", () => {
     expect(a.get("timezone")?.value).toBe("Europe/Paris");
     expect(b.get("search_path")).toBeUndefined();
     expect(b.get("timezone")?.value).toBe("UTC");
-    expect(b.sqlFor(stubServer())).toBe("SET statement_timeout = '5s';");
+    expect(b.sqlFor(stubServer())).toBe(
+      "SELECT pg_catalog.set_config('statement_timeout', '5s', false);",
+    );
     // A third client logging in to the same values gets them as login left them.
     const c = loggedIn({ statement_timeout: "5s" });
     expect(c.get("timezone")?.value).toBe("UTC");
