@@ -384,10 +384,12 @@ export class ClientSession
     this.login = null;
     this.waiter = null; // the login's (see Login): what the client pipelined now asks for a server
     this.enter(SessionState.Idle, "logged in");
-    this.log.debug(
-      { client: this.id, user: this.user, database: this.database, pool: this.#route?.pool.key },
-      "client logged in",
-    );
+    if (this.log.isLevelEnabled("debug")) {
+      this.log.debug(
+        { client: this.id, user: this.user, database: this.database, pool: this.#route?.pool.key },
+        "client logged in",
+      );
+    }
     if (this.#unit?.open) this.requestServer(); // what it pipelined behind its StartupMessage
   }
 
@@ -579,10 +581,12 @@ export class ClientSession
     this.listening?.close();
     this.#serverLease?.giveBack();
     if (this.#keyPid !== 0) this.ctx.cancels.release(this.#keyPid);
-    this.log.debug(
-      { client: this.id, pool: this.#route?.pool.key, reason, state: was },
-      "client closed",
-    );
+    if (this.log.isLevelEnabled("debug")) {
+      this.log.debug(
+        { client: this.id, pool: this.#route?.pool.key, reason, state: was },
+        "client closed",
+      );
+    }
     this.ctx.sessionClosed(this, reason);
   }
 }

@@ -256,7 +256,8 @@ export class Login implements Wait {
       });
     }
     const options = p.params.get("options");
-    this.startupSettings = [...p.params.keys()].some((k) => !LOGIN_ONLY_PARAMETERS.has(k));
+    this.startupSettings = false;
+    for (const k of p.params.keys()) if (!LOGIN_ONLY_PARAMETERS.has(k)) this.startupSettings = true;
     if (options) {
       for (const [key, value] of parseOptions(options))
         settings.set(key.toLowerCase(), { name: key, value });
