@@ -276,6 +276,14 @@ export class BackendConnection extends ServerSession implements FrameSink {
     this.socket?.once("drain", fn);
   }
 
+  /**
+   * Bytes written but not yet taken by the kernel (queued, or corked): while this is above 0 a
+   * buffer written earlier may still be read, and must not be reused.
+   */
+  get queuedBytes(): number {
+    return this.socket?.writableLength ?? 0;
+  }
+
   get writableNeedDrain(): boolean {
     return this.socket?.writableNeedDrain ?? false;
   }

@@ -29,10 +29,14 @@ export class KnownStatements {
 }
 
 export class PreparedStatementCache {
-  /** Insertion order is recency order: a use moves the name to the end. */
-  private readonly names = new Map<string, true>();
+  /**
+   * Each statement with the tick of its last use: a use overwrites the value in place (no
+   * delete and re-insert per execute), and eviction looks for the smallest ticks.
+   */
+  private readonly names = new Map<string, number>();
   /** Parses sent but not yet answered: the server will have them unless the Parse fails. */
   private readonly pending = new Set<string>();
+  private tick = 0;
 
   constructor(
     readonly capacity: number,
@@ -45,10 +49,9 @@ export class PreparedStatementCache {
 
   /** True when the statement exists here or its Parse is already on the way. */
   has(name: string): boolean {
-    if (this.pending.has(name)) return true;
+    if (this.pending.size > 0 && this.pending.has(name)) return true;
     if (!this.names.has(name)) return false;
-    this.names.delete(name);
-    this.names.set(name, true);
+    this.names.set(name, this.nextTick());
     return true;
   }
 
@@ -61,8 +64,7 @@ export class PreparedStatementCache {
   confirm(name: string): void {
     this.pending.delete(name);
     this.known?.add(name);
-    this.names.delete(name);
-    this.names.set(name, true);
+    this.names.set(name, this.nextTick());
   }
 
   /** The Parse failed or was skipped after an earlier error. */
@@ -72,20 +74,26 @@ export class PreparedStatementCache {
   }
 
   /**
-   * Names to Close so that `incoming` more statements fit (oldest first); they are removed here.
-   * `keep` names statements the current batch uses, which must not be evicted.
+   * Names to Close so that `incoming` more statements fit (least recently used first); they are
+   * removed here. `keep` names the statement the current batch uses, which must not be evicted.
    */
-  evictFor(incoming: number, keep: ReadonlySet<string>): string[] {
+  evictFor(incoming: number, keep: string): string[] {
     const out: string[] = [];
     let excess = this.names.size + this.pending.size + incoming - this.capacity;
-    if (excess <= 0) return out;
-    for (const name of this.names.keys()) {
-      if (excess <= 0) break;
-      if (keep.has(name)) continue;
-      out.push(name);
+    while (excess > 0) {
+      let victim: string | null = null;
+      let oldest = Number.POSITIVE_INFINITY;
+      for (const [name, used] of this.names) {
+        if (used < oldest && name !== keep) {
+          oldest = used;
+          victim = name;
+        }
+      }
+      if (victim === null) break;
+      this.names.delete(victim);
+      out.push(victim);
       excess--;
     }
-    for (const name of out) this.names.delete(name);
     return out;
   }
 
@@ -94,7 +102,18 @@ export class PreparedStatementCache {
     this.pending.clear();
   }
 
+  /** The statements, least recently used first. */
   list(): string[] {
-    return [...this.names.keys()];
+    return [...this.names].sort((a, b) => a[1] - b[1]).map(([name]) => name);
+  }
+
+  /** Ticks stay small integers: past 2^30 uses they are renumbered in order. */
+  private nextTick(): number {
+    if (this.tick >= 0x40000000) {
+      const order = this.list();
+      this.tick = 0;
+      for (const name of order) this.names.set(name, this.tick++);
+    }
+    return this.tick++;
   }
 }

@@ -201,7 +201,7 @@ export class ServerSession {
    */
   evictFor(keep: string): readonly string[] {
     if (this.skippingToSync) return NOTHING_TO_EVICT;
-    const victims = this.statementCache.evictFor(1, new Set([keep]));
+    const victims = this.statementCache.evictFor(1, keep);
     for (let i = 0; i < victims.length; i++) this.expect(FrontendCode.Close, Action.Ignore);
     return victims;
   }

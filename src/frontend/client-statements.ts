@@ -18,10 +18,36 @@ export interface ClientStatement {
   /** What executing it does to session state (SET, LISTEN, ...), applied where it runs; null
    * when nothing. */
   sessionChange: StateChange;
+  /** The client's name, as bytes (looked up in frames without decoding them). */
+  readonly clientName: Buffer;
+  /**
+   * The head of a Bind of this statement to the unnamed portal, as the server gets it: 'B', the
+   * length (written per use), an empty portal name and the server name. Created on first use.
+   */
+  bindHead: Buffer | null;
+  /** Describe of this statement (by its server name), whole; created on first use. */
+  describe: Buffer | null;
+  /** The next statement of the same ClientStatements whose name bytes hash alike. */
+  sameHash: ClientStatement | null;
+}
+
+/** FNV-1a of b[start, end), kept to 30 bits so it stays a small integer (a Map key, no boxing). */
+export function nameHash(b: Buffer, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  return h & 0x3fffffff;
+}
+
+function sameBytes(name: Buffer, b: Buffer, start: number, end: number): boolean {
+  if (name.length !== end - start) return false;
+  for (let i = 0; i < name.length; i++) if (name[i] !== b[start + i]) return false;
+  return true;
 }
 
 export class ClientStatements {
   private readonly byName = new Map<string, ClientStatement>();
+  /** The same statements by a hash of the name's bytes (collisions chained by `sameHash`). */
+  private byHash: Map<number, ClientStatement> | null = null;
 
   get size(): number {
     return this.byName.size;
@@ -31,6 +57,17 @@ export class ClientStatements {
     return this.byName.get(name);
   }
 
+  /** The statement named by the bytes b[start, end) of a frame, without decoding them. */
+  lookup(b: Buffer, start: number, end: number): ClientStatement | undefined {
+    const byHash = this.byHash;
+    if (byHash === null) return undefined;
+    let stmt = byHash.get(nameHash(b, start, end));
+    while (stmt !== undefined && !sameBytes(stmt.clientName, b, start, end)) {
+      stmt = stmt.sameHash ?? undefined;
+    }
+    return stmt;
+  }
+
   /** The client's name for a server-side statement name (for error messages), if it has one. */
   clientNameOf(serverName: string): string | undefined {
     for (const [name, stmt] of this.byName) if (stmt.serverName === serverName) return name;
@@ -38,11 +75,41 @@ export class ClientStatements {
   }
 
   delete(name: string): boolean {
-    return this.byName.delete(name);
+    const stmt = this.byName.get(name);
+    if (stmt === undefined) return false;
+    this.byName.delete(name);
+    this.unhash(stmt);
+    return true;
   }
 
   clear(): void {
     this.byName.clear();
+    this.byHash = null;
+  }
+
+  private set(name: string, stmt: ClientStatement): void {
+    const old = this.byName.get(name);
+    if (old !== undefined) this.unhash(old);
+    this.byName.set(name, stmt);
+    this.byHash ??= new Map();
+    const h = nameHash(stmt.clientName, 0, stmt.clientName.length);
+    stmt.sameHash = this.byHash.get(h) ?? null;
+    this.byHash.set(h, stmt);
+  }
+
+  private unhash(stmt: ClientStatement): void {
+    const byHash = this.byHash;
+    if (byHash === null) return;
+    const h = nameHash(stmt.clientName, 0, stmt.clientName.length);
+    let cur = byHash.get(h);
+    if (cur === stmt) {
+      if (stmt.sameHash === null) byHash.delete(h);
+      else byHash.set(h, stmt.sameHash);
+    } else {
+      while (cur !== undefined && cur.sameHash !== stmt) cur = cur.sameHash ?? undefined;
+      if (cur !== undefined) cur.sameHash = stmt.sameHash;
+    }
+    stmt.sameHash = null;
   }
 
   /**
@@ -74,8 +141,12 @@ export class ClientStatements {
       parse,
       sql: buf.toString("utf8", nameEnd + 1, sqlEnd),
       sessionChange: effects !== null && effects.length > 0 ? effects : null,
+      clientName: Buffer.from(buf.subarray(start + HEADER, nameEnd)),
+      bindHead: null,
+      describe: null,
+      sameHash: null,
     };
-    this.byName.set(clientName, stmt);
+    this.set(clientName, stmt);
     return stmt;
   }
 
@@ -101,17 +172,17 @@ export class ClientStatements {
     if (m) {
       const target = m[1];
       if (target.toLowerCase() === "all") {
-        this.byName.clear();
+        this.clear();
         return "DEALLOCATE ALL";
       }
       const name = target.startsWith('"')
         ? target.slice(1, -1).replaceAll('""', '"')
         : target.toLowerCase();
-      if (!this.byName.delete(name) && !this.byName.delete(target)) return null;
+      if (!this.delete(name) && !this.delete(target)) return null;
       return "DEALLOCATE";
     }
     if (/^discard\s+all$/i.test(sql) && outsideTransaction) {
-      this.byName.clear();
+      this.clear();
       return "DISCARD ALL";
     }
     return null;
@@ -133,4 +204,32 @@ export function spliceName(
   buf.copy(out, nameStart - start + name.length, nameEnd, end);
   out.writeInt32BE(out.length - 1, 1);
   return out;
+}
+
+/**
+ * The head of a Bind of `stmt` to the unnamed portal, as the server gets it: 'B', a zero length
+ * (the caller writes the real one into its copy), an empty portal name and the server name. The
+ * client's frame after its statement name's NUL follows it unchanged.
+ */
+export function bindHead(stmt: ClientStatement): Buffer {
+  if (stmt.bindHead !== null) return stmt.bindHead;
+  const name = stmt.serverName;
+  const head = Buffer.alloc(HEADER + 1 + name.length + 1);
+  head[0] = FrontendCode.Bind;
+  head.write(name, HEADER + 1, "latin1");
+  stmt.bindHead = head;
+  return head;
+}
+
+/** Describe (F) of `stmt` under its server name. */
+export function describeStatement(stmt: ClientStatement): Buffer {
+  if (stmt.describe !== null) return stmt.describe;
+  const name = stmt.serverName;
+  const d = Buffer.alloc(HEADER + 1 + name.length + 1);
+  d[0] = FrontendCode.Describe;
+  d.writeInt32BE(d.length - 1, 1);
+  d[HEADER] = 0x53; // 'S'
+  d.write(name, HEADER + 1, "latin1");
+  stmt.describe = d;
+  return d;
 }

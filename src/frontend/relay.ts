@@ -6,13 +6,19 @@
 
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
-import { ByteRun } from "../protocol/byte-run.js";
+import { ByteRun, copyBytes } from "../protocol/byte-run.js";
 import { FrontendCode, TxStatus } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
 import { frontendMessageError } from "../protocol/validate.js";
 import { ClientCloseReason, PinReason } from "../reasons.js";
 import type { ClientSettings } from "./client-settings.js";
-import { type ClientStatement, type ClientStatements, spliceName } from "./client-statements.js";
+import {
+  bindHead,
+  type ClientStatement,
+  type ClientStatements,
+  describeStatement,
+  spliceName,
+} from "./client-statements.js";
 import type { ClientWire } from "./client-wire.js";
 import { ClientListens } from "./listens.js";
 import { answerLocally, type LocalOwner } from "./local-answers.js";
@@ -24,6 +30,10 @@ import type { Unit } from "./unit.js";
 import type { UnitLoss } from "./unit-loss.js";
 
 const HEADER = 5;
+/** Frames up to this size are copied next to a rewritten frame (one write); larger go as views. */
+const STAGE_COPY_MAX = 2048;
+/** Size of the relay's staging buffer for rewritten frames. */
+const STAGE_SIZE = 16384;
 
 /** What the relay reads of its session, and the moves it asks the session to make. */
 export interface RelayOwner extends LocalOwner {
@@ -55,6 +65,18 @@ export interface RelayOwner extends LocalOwner {
 export class Relay {
   /** Frames to the server are coalesced: one range per client chunk unless one is rewritten. */
   private readonly run = new ByteRun();
+  /**
+   * Rewritten frames (a renamed Bind, an injected Parse) and the small client frames around them
+   * are copied here, so that a chunk still leaves in one write. [0, stageStart) was written,
+   * [stageStart, stageEnd) is not yet. Bytes are never overwritten while a write of them may be
+   * queued: the buffer is reused from its start only when its holder's socket queue is empty.
+   * While it has unwritten bytes the run is empty, and the other way round.
+   */
+  private stage: Buffer | null = null;
+  private stageStart = 0;
+  private stageEnd = 0;
+  /** The server the stage's written bytes went to. */
+  private stageHolder: BackendConnection | null = null;
   /** A client chunk is being scanned: server writes are corked until its end. */
   private scanning = false;
   private corked: BackendConnection | null = null;
@@ -127,9 +149,9 @@ export class Relay {
     this.scanning = false;
   }
 
-  /** The end of a client chunk's frames: the pending range leaves, in one writev. */
+  /** The end of a client chunk's frames: the pending range leaves, in one write. */
   flush(): void {
-    this.flushRun();
+    this.flushPending();
     this.uncork();
   }
 
@@ -141,8 +163,11 @@ export class Relay {
     this.cork(conn);
     this.applySettings(conn);
     this.owner.unit.sendTo((code, buf, start, end) => this.send(code, buf, start, end));
-    this.flushRun();
-    if (!this.scanning) this.uncork(); // else at the end of the client chunk
+    // While a chunk is scanned its next frames join the pending range (one write at its end).
+    if (!this.scanning) {
+      this.flushPending();
+      this.uncork();
+    }
   }
 
   /** SETs the client's settings on a server whose values differ, before the client's frames. */
@@ -215,12 +240,15 @@ export class Relay {
           }
         }
         if (named && stmtEnd > portalEnd + 1) {
-          const stmt = this.prepareFor(conn, buf.toString("utf8", portalEnd + 1, stmtEnd));
+          const stmt = this.prepareFor(conn, buf, portalEnd + 1, stmtEnd);
           if (stmt) {
             if (stmt.sessionChange !== null) {
               this.owner.changes.apply(conn, stmt.sessionChange, () => stmt.sql);
             }
-            replacement = spliceName(buf, start, end, portalEnd + 1, stmtEnd, stmt.serverName);
+            conn.expect(code, Action.Forward);
+            if (portalEnd === start + HEADER) this.stageBind(stmt, buf, stmtEnd + 1, end);
+            else this.emit(spliceName(buf, start, end, portalEnd + 1, stmtEnd, stmt.serverName));
+            return;
           }
         }
         conn.expect(code, Action.Forward);
@@ -234,9 +262,8 @@ export class Relay {
           break;
         }
         if (named && buf[start + HEADER] === 0x53 && end - start > HEADER + 2) {
-          const stmt = this.prepareFor(conn, buf.toString("utf8", start + HEADER + 1, end - 1));
-          if (stmt)
-            replacement = spliceName(buf, start, end, start + HEADER + 1, end - 1, stmt.serverName);
+          const stmt = this.prepareFor(conn, buf, start + HEADER + 1, end - 1);
+          if (stmt) replacement = describeStatement(stmt);
         }
         conn.expect(code, Action.Forward);
         break;
@@ -270,13 +297,8 @@ export class Relay {
         // Flush, CopyData, CopyDone, CopyFail: no reply of their own.
         break;
     }
-    if (replacement === undefined) {
-      const previous = this.run.add(buf, start, end);
-      if (previous !== null) this.write(previous);
-      return;
-    }
-    this.flushRun();
-    if (replacement !== null) this.write(replacement);
+    if (replacement === undefined) this.emitRange(buf, start, end);
+    else if (replacement !== null) this.emit(replacement);
   }
 
   /**
@@ -336,16 +358,23 @@ export class Relay {
     return stmt.parse;
   }
 
-  /** Makes sure the server has the client's statement, injecting a Parse when it does not. */
-  private prepareFor(conn: BackendConnection, clientName: string): ClientStatement | null {
-    const stmt = this.owner.statements.get(clientName);
+  /**
+   * Makes sure the server has the client statement named by buf[nameStart, nameEnd), injecting a
+   * Parse when it does not. The name is looked up by its bytes: nothing is decoded per execute.
+   */
+  private prepareFor(
+    conn: BackendConnection,
+    buf: Buffer,
+    nameStart: number,
+    nameEnd: number,
+  ): ClientStatement | null {
+    const stmt = this.owner.statements.lookup(buf, nameStart, nameEnd);
     if (stmt === undefined) return null; // unknown name: the server reports 26000 as Postgres would
     if (!conn.hasStatement(stmt.serverName)) {
       this.owner.countStatement("reprepare");
       this.evictFor(conn, stmt.serverName);
       conn.expectParse(stmt.serverName, Action.Ignore);
-      this.flushRun();
-      this.write(stmt.parse);
+      this.emit(stmt.parse);
     }
     return stmt;
   }
@@ -353,14 +382,128 @@ export class Relay {
   /** Closes the least recently used statements on a full server before preparing another. */
   private evictFor(conn: BackendConnection, keep: string): void {
     const victims = conn.evictFor(keep);
-    if (victims.length === 0) return;
-    this.flushRun();
-    for (const name of victims) this.write(msg.close("S", name));
+    for (const name of victims) this.emit(msg.close("S", name));
+  }
+
+  // --- output: client ranges coalesced in `run`, rewritten frames copied into `stage` ----------
+
+  /** Client frame bytes that go as they are. */
+  private emitRange(buf: Buffer, start: number, end: number): void {
+    const n = end - start;
+    if (this.stageEnd > this.stageStart) {
+      // After a rewritten frame: a small frame is copied beside it, a large one goes as a view.
+      const stage = this.stage as Buffer;
+      if (n <= STAGE_COPY_MAX && this.stageEnd + n <= stage.length) {
+        this.stageEnd = copyBytes(stage, this.stageEnd, buf, start, end);
+        return;
+      }
+      this.flushStage();
+    }
+    const previous = this.run.add(buf, start, end);
+    if (previous !== null) this.write(previous);
+  }
+
+  /** Bytes of our own making (a Parse, a Describe, a Close): after what is pending, in order. */
+  private emit(bytes: Buffer): void {
+    if (bytes.length > STAGE_COPY_MAX) {
+      this.flushPending();
+      this.write(bytes);
+      return;
+    }
+    const conn = this.owner.lease;
+    if (conn === null) return;
+    const at = this.reserve(bytes.length);
+    this.stageEnd = copyBytes(this.stage as Buffer, at, bytes, 0, bytes.length);
+  }
+
+  /**
+   * A client Bind to the unnamed portal of a renamed statement: our head (type, length, portal,
+   * server name) and the client's frame after its statement name, buf[restStart, end), copied
+   * into the stage with what is pending (one write for the chunk, nothing allocated).
+   */
+  private stageBind(stmt: ClientStatement, buf: Buffer, restStart: number, end: number): void {
+    const head = bindHead(stmt);
+    const rest = end - restStart;
+    const copyRest = rest <= STAGE_COPY_MAX;
+    let at = this.reserve(head.length + (copyRest ? rest : 0));
+    const stage = this.stage as Buffer;
+    const length = head.length + rest - 1;
+    copyBytes(stage, at, head, 0, head.length);
+    stage[at + 1] = length >>> 24;
+    stage[at + 2] = (length >>> 16) & 0xff;
+    stage[at + 3] = (length >>> 8) & 0xff;
+    stage[at + 4] = length & 0xff;
+    at += head.length;
+    if (copyRest) {
+      this.stageEnd = copyBytes(stage, at, buf, restStart, end);
+      return;
+    }
+    this.stageEnd = at;
+    this.flushStage();
+    this.run.add(buf, restStart, end); // the run is empty: nothing returned
+  }
+
+  /**
+   * Room for `n` more bytes in the stage, after what is pending: a small pending range is copied
+   * in first (one write), a large one is written. Returns where the `n` bytes go.
+   */
+  private reserve(n: number): number {
+    const pending = this.run.length;
+    if (pending > STAGE_COPY_MAX) this.flushRun();
+    const take = pending > STAGE_COPY_MAX ? 0 : pending;
+    let stage = this.stage;
+    if (stage !== null && this.stageStart === this.stageEnd && this.stageEnd > 0) {
+      // Everything staged was written: start over once no socket may still be reading it.
+      const holder = this.stageHolder;
+      if (holder === null || holder.queuedBytes === 0) {
+        this.stageStart = 0;
+        this.stageEnd = 0;
+        this.stageHolder = null;
+      }
+    }
+    if (stage === null || this.stageEnd + take + n > stage.length) {
+      this.flushStage();
+      stage = Buffer.allocUnsafeSlow(Math.max(STAGE_SIZE, take + n));
+      this.stage = stage;
+      this.stageStart = 0;
+      this.stageEnd = 0;
+      this.stageHolder = null;
+    }
+    if (take > 0) this.stageEnd = this.run.copyTo(stage, this.stageEnd);
+    return this.stageEnd;
+  }
+
+  /** The stage's unwritten bytes leave (as a view of it). */
+  private flushStage(): void {
+    if (this.stageEnd === this.stageStart) return;
+    const conn = this.owner.lease;
+    const stage = this.stage as Buffer;
+    const bytes = stage.subarray(this.stageStart, this.stageEnd);
+    this.stageStart = this.stageEnd;
+    if (conn === null) return;
+    const holder = this.stageHolder;
+    if (holder !== null && holder !== conn && holder.queuedBytes > 0) {
+      // Two sockets may read the stage: it is left to them, and a new one is made when needed.
+      this.write(bytes);
+      this.stage = null;
+      this.stageStart = 0;
+      this.stageEnd = 0;
+      this.stageHolder = null;
+      return;
+    }
+    this.stageHolder = conn;
+    this.write(bytes);
   }
 
   private flushRun(): void {
     const range = this.run.take();
     if (range !== null) this.write(range);
+  }
+
+  /** Whatever is pending (a range or staged bytes; never both) leaves. */
+  private flushPending(): void {
+    this.flushRun();
+    this.flushStage();
   }
 
   private write(bytes: Buffer): void {

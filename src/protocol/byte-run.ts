@@ -1,16 +1,51 @@
-// ByteRun: coalesces adjacent ranges of one received chunk into a single view, so consecutive
-// frames (or replies) leave as one write instead of one per message.
+// ByteRun: coalesces adjacent ranges of received chunks into a single view, so consecutive frames
+// (or replies) leave as one write instead of one per message. Ranges are adjacent when their bytes
+// are: a range of a view of a chunk (a unit's kept frames) joins the chunk's next range.
+
+/**
+ * Copies src[start, end) into dst at `at`; returns the offset after it. Short ranges (frames of a
+ * few dozen bytes) are copied byte by byte: Buffer.prototype.copy costs a typed-array view and
+ * argument checks per call, more than the copy itself.
+ */
+export function copyBytes(
+  dst: Buffer,
+  at: number,
+  src: Buffer,
+  start: number,
+  end: number,
+): number {
+  const n = end - start;
+  if (n <= 64) {
+    for (let i = 0; i < n; i++) dst[at + i] = src[start + i];
+  } else src.copy(dst, at, start, end);
+  return at + n;
+}
 
 export class ByteRun {
   private buf: Buffer | null = null;
+  /** The run, as offsets from the start of `buf` (`end` may pass `buf`'s own end, see add()). */
   private start = 0;
   private end = 0;
 
+  /** Bytes in the run. */
+  get length(): number {
+    return this.buf === null ? 0 : this.end - this.start;
+  }
+
   /** Extends the run with [start, end) of `buf`; returns the previous run when not adjacent. */
   add(buf: Buffer, start: number, end: number): Buffer | null {
-    if (this.buf === buf && this.end === start) {
-      this.end = end;
-      return null;
+    const b = this.buf;
+    if (b !== null) {
+      if (b === buf) {
+        if (this.end === start) {
+          this.end = end;
+          return null;
+        }
+      } else if (b.buffer === buf.buffer && b.byteOffset + this.end === buf.byteOffset + start) {
+        // The same memory, right after the run (a view of the chunk, then the chunk).
+        this.end = buf.byteOffset + end - b.byteOffset;
+        return null;
+      }
     }
     const previous = this.take();
     this.buf = buf;
@@ -24,7 +59,20 @@ export class ByteRun {
     const b = this.buf;
     if (b === null) return null;
     this.buf = null;
-    return this.start === 0 && this.end === b.length ? b : b.subarray(this.start, this.end);
+    if (this.start === 0 && this.end === b.length) return b;
+    if (this.end <= b.length) return b.subarray(this.start, this.end);
+    return Buffer.from(b.buffer, b.byteOffset + this.start, this.end - this.start);
+  }
+
+  /** Copies the run into `target` at `at`, ends it, and returns the offset after the copy. */
+  copyTo(target: Buffer, at: number): number {
+    const b = this.buf;
+    if (b === null) return at;
+    this.buf = null;
+    if (this.end <= b.length) return copyBytes(target, at, b, this.start, this.end);
+    const n = this.end - this.start;
+    Buffer.from(b.buffer, b.byteOffset + this.start, n).copy(target, at);
+    return at + n;
   }
 
   clear(): void {

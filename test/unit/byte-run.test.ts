@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ByteRun } from "../../src/protocol/byte-run.js";
+import { ByteRun, copyBytes } from "../../src/protocol/byte-run.js";
 
 describe("ByteRun", () => {
   it("coalesces adjacent ranges of one chunk and returns the previous run on a gap", () => {
@@ -20,5 +20,55 @@ describe("ByteRun", () => {
     expect(run.add(b, 0, 1)).toBe(a);
     run.clear();
     expect(run.take()).toBeNull();
+  });
+});
+
+describe("ByteRun across views of one chunk", () => {
+  it("joins a range of a view with the next range of the chunk it views (the same memory)", () => {
+    const chunk = Buffer.from("PPPPBBBBEEEE");
+    const kept = chunk.subarray(0, 4); // a unit's kept frame: a view of the chunk
+    const run = new ByteRun();
+    expect(run.add(kept, 0, 4)).toBeNull();
+    expect(run.add(chunk, 4, 8)).toBeNull();
+    expect(run.add(chunk, 8, 12)).toBeNull();
+    expect(run.length).toBe(12);
+    const out = run.take();
+    expect(out?.toString()).toBe("PPPPBBBBEEEE");
+    expect(out?.buffer).toBe(chunk.buffer); // a view: nothing copied
+  });
+
+  it("does not join ranges of the same memory that are not adjacent, nor other memory", () => {
+    const chunk = Buffer.from("abcdefgh");
+    const run = new ByteRun();
+    run.add(chunk.subarray(0, 2), 0, 2);
+    expect(run.add(chunk, 3, 5)?.toString()).toBe("ab");
+    expect(run.add(Buffer.from("xy"), 0, 2)?.toString()).toBe("de");
+    expect(run.take()?.toString()).toBe("xy");
+  });
+
+  it("copies the run into a buffer and ends it", () => {
+    const chunk = Buffer.from("0123456789");
+    const run = new ByteRun();
+    run.add(chunk.subarray(2, 4), 0, 2);
+    run.add(chunk, 4, 7);
+    const target = Buffer.alloc(8, 0x2e);
+    expect(run.copyTo(target, 1)).toBe(6);
+    expect(target.toString()).toBe(".23456..");
+    expect(run.length).toBe(0);
+    expect(run.take()).toBeNull();
+  });
+});
+
+describe("copyBytes", () => {
+  it("copies short ranges byte by byte and long ones with Buffer.copy, alike", () => {
+    for (const n of [0, 1, 64, 65, 3000]) {
+      const src = Buffer.alloc(n + 10);
+      for (let i = 0; i < src.length; i++) src[i] = (i * 7) & 0xff;
+      const dst = Buffer.alloc(n + 20, 0xee);
+      expect(copyBytes(dst, 3, src, 5, 5 + n)).toBe(3 + n);
+      expect(dst.subarray(3, 3 + n)).toEqual(src.subarray(5, 5 + n));
+      expect(dst[2]).toBe(0xee);
+      expect(dst[3 + n]).toBe(0xee);
+    }
   });
 });

@@ -1,7 +1,13 @@
 // ClientStatements: a client's named statements renamed by content (shared across clients, resent
 // to any server), and the DEALLOCATE / DISCARD ALL a client sends about its own names.
 import { beforeAll, describe, expect, it } from "vitest";
-import { ClientStatements, spliceName } from "../../src/frontend/client-statements.js";
+import {
+  bindHead,
+  ClientStatements,
+  describeStatement,
+  nameHash,
+  spliceName,
+} from "../../src/frontend/client-statements.js";
 import { loadSqlParser } from "../../src/sql/parser.js";
 
 /** Parse (F): name, query text, parameter type OIDs. */
@@ -120,6 +126,66 @@ describe("ClientStatements", () => {
     expect(sql(s, "DISCARD PLANS")).toBeNull();
     expect(sql(s, `DEALLOCATE a /*${" ".repeat(200)}*/`)).toBeNull();
     expect(s.size).toBe(1);
+  });
+
+  it("finds a statement by the bytes of its name in a frame, as get() does by string", () => {
+    const s = new ClientStatements();
+    const frame = Buffer.from("xx\0q1\0q10\0Q1\0");
+    expect(s.lookup(frame, 3, 5)).toBeUndefined(); // nothing registered yet
+    const q1 = register(s, parse("q1", "SELECT 1"));
+    const q10 = register(s, parse("q10", "SELECT 2"));
+    expect(s.lookup(frame, 3, 5)).toBe(q1);
+    expect(s.lookup(frame, 6, 9)).toBe(q10);
+    expect(s.lookup(frame, 10, 12)).toBeUndefined(); // names are exact bytes
+    const again = register(s, parse("q1", "SELECT 3")); // re-Parse of a name with another body
+    expect(s.lookup(frame, 3, 5)).toBe(again);
+    s.delete("q1");
+    expect(s.lookup(frame, 3, 5)).toBeUndefined();
+    expect(s.lookup(frame, 6, 9)).toBe(q10);
+    s.clear();
+    expect(s.lookup(frame, 6, 9)).toBeUndefined();
+  });
+
+  it("tells apart names whose bytes hash alike, through registration and deletion", () => {
+    // Two names with the same 30-bit hash (a birthday search: some 40,000 names).
+    const seen = new Map<number, string>();
+    let pair: [string, string] | null = null;
+    for (let i = 0; pair === null; i++) {
+      const name = `n${i}`;
+      const h = nameHash(Buffer.from(name), 0, name.length);
+      const other = seen.get(h);
+      if (other !== undefined) pair = [other, name];
+      else seen.set(h, name);
+    }
+    const [a, b] = pair;
+    const find = (s: ClientStatements, n: string) => s.lookup(Buffer.from(n), 0, n.length);
+    for (const first of [a, b]) {
+      const second = first === a ? b : a;
+      const s = new ClientStatements();
+      const x = register(s, parse(first, "SELECT 1"));
+      const y = register(s, parse(second, "SELECT 2"));
+      expect(find(s, first)).toBe(x);
+      expect(find(s, second)).toBe(y);
+      s.delete(second); // the head of the chain
+      expect(find(s, second)).toBeUndefined();
+      expect(find(s, first)).toBe(x);
+      const y2 = register(s, parse(second, "SELECT 2"));
+      s.delete(first); // the tail of the chain
+      expect(find(s, first)).toBeUndefined();
+      expect(find(s, second)).toBe(y2);
+    }
+  });
+
+  it("keeps a Bind head and a Describe under the server name", () => {
+    const s = new ClientStatements();
+    const stmt = register(s, parse("q1", "SELECT $1", [23]));
+    const head = bindHead(stmt);
+    expect(head[0]).toBe(0x42);
+    expect(head.toString("latin1", 5)).toBe(`\0${stmt.serverName}\0`);
+    expect(bindHead(stmt)).toBe(head); // made once
+    const d = describeStatement(stmt);
+    expect(d.readInt32BE(1)).toBe(d.length - 1);
+    expect(d.toString("latin1", 5)).toBe(`S${stmt.serverName}\0`);
   });
 
   it("splices a new name into a frame and fixes its length", () => {

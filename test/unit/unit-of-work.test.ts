@@ -173,7 +173,7 @@ function lossWith(mode: "off" | "safe" = "safe") {
   const { unit, wire } = unitWith(1 << 20, true);
   const events: string[] = [];
   const route = {
-    pool: { key: "db/u", discard: () => events.push("discard") },
+    pool: { key: "db/u", giveBack: (_c: unknown, how: string) => events.push(`giveBack ${how}`) },
     mode: "transaction",
     retry: new RetryPolicy(mode, 3, 1 << 20),
     notifications: null,
@@ -228,7 +228,7 @@ describe("UnitLoss", () => {
     unit.begin(true);
     receive(unit, queryFrame("SELECT 1"));
     loss.serverLost(server(), "network", null);
-    expect(events).toEqual(["discard", "requestServer"]);
+    expect(events).toEqual(["giveBack destroy", "requestServer"]);
     expect(unit.replays).toBe(1);
   });
 
@@ -238,7 +238,7 @@ describe("UnitLoss", () => {
     receive(unit, queryFrame("SELECT 1"));
     unit.insert(frame("T"));
     loss.serverLost(server(), "network", null);
-    expect(events).toEqual(["discard", "replay not_retryable", "idle"]);
+    expect(events).toEqual(["giveBack destroy", "replay not_retryable", "idle"]);
     expect(wire.types).toEqual(["T", "E 08006", "Z I"]);
   });
 
@@ -255,7 +255,7 @@ describe("UnitLoss", () => {
     unit.begin(true);
     receive(unit, queryFrame("SELECT 1"));
     loss.serverLost(server({ pinned: true }), "network", null);
-    expect(events).toEqual(["discard", "close server_lost"]);
+    expect(events).toEqual(["giveBack destroy", "close server_lost"]);
   });
 
   it("a transaction lost between units: 08006 first, 25P02 next, ROLLBACK ends it", () => {
