@@ -151,6 +151,14 @@ export class Relay {
 
   /** The end of a client chunk's frames: the pending range leaves, in one write. */
   flush(): void {
+    if (this.corked === null && this.scanning) {
+      // Nothing written yet for this chunk: its one pending buffer (a range or the staged bytes,
+      // never both) needs no cork around it.
+      this.scanning = false;
+      this.flushPending();
+      this.scanning = true;
+      return;
+    }
     this.flushPending();
     this.uncork();
   }
@@ -160,7 +168,6 @@ export class Relay {
    * write (at the chunk's end while one is scanned).
    */
   sendUnit(conn: BackendConnection): void {
-    this.cork(conn);
     this.applySettings(conn);
     this.owner.unit.sendTo((code, buf, start, end) => this.send(code, buf, start, end));
     // While a chunk is scanned its next frames join the pending range (one write at its end).
@@ -175,6 +182,7 @@ export class Relay {
     const sql = this.owner.settings.sqlFor(conn);
     if (sql === "") return;
     conn.expect(FrontendCode.Query, Action.Ignore);
+    this.cork(conn); // the unit's frames follow in the same write
     conn.write(msg.query(sql));
   }
 

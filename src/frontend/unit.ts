@@ -252,6 +252,17 @@ export class Unit {
 
   /** Everything emitted so far reaches the client now, and the rest streams. */
   release(): void {
+    if (this.held === null) {
+      // Nothing held from earlier chunks (a reply in one chunk): this chunk's range leaves as it
+      // is, without an array to hold it in first.
+      const range = this.output.take();
+      if (range !== null) {
+        if (this.isHolding && this.answered) this.wasForwarded = true;
+        this.owner.wire.write(range);
+      }
+      this.isHolding = false;
+      return;
+    }
     this.flushOut();
     this.releaseHeld();
   }
