@@ -10,7 +10,7 @@ import {
   type ScramSecret,
   ScramServerExchange,
 } from "../auth/scram-sha-256.js";
-import { ProxyError } from "../errors.js";
+import { ProxyError, ProxyErrorReason, proxyError, proxyErrorFrom } from "../errors.js";
 import * as msg from "../protocol/messages.js";
 
 export type AuthType = "scram-sha-256" | "md5" | "password" | "trust";
@@ -113,10 +113,7 @@ export class ClientAuth {
       if (err instanceof ScramError) {
         if (err.code === "bad_proof") return { kind: "fail", error: this.failure() };
         // Postgres: "malformed SCRAM message" (08P01), or 0A000 for what it does not support.
-        return {
-          kind: "fail",
-          error: new ProxyError("auth_protocol", err.sqlstate, err.message, "FATAL"),
-        };
+        return { kind: "fail", error: proxyErrorFrom(ProxyErrorReason.AuthProtocol, err) };
       }
       return { kind: "fail", error: protocolViolation() };
     }
@@ -131,12 +128,7 @@ export class ClientAuth {
       if (mechEnd < 0) throw protocolViolation("invalid string in message");
       const mechanism = body.toString("utf8", 0, mechEnd);
       if (mechanism !== "SCRAM-SHA-256") {
-        throw new ProxyError(
-          "auth_mechanism",
-          "08P01",
-          "client selected an invalid SASL authentication mechanism",
-          "FATAL",
-        );
+        throw proxyError(ProxyErrorReason.AuthMechanism);
       }
       const dataStart = mechEnd + 5;
       if (body.length < dataStart) throw protocolViolation("insufficient data left in message");
@@ -167,17 +159,15 @@ export class ClientAuth {
 
   /** The message Postgres sends for a wrong password, word for word. */
   private failure(): ProxyError {
-    return new ProxyError(
-      "auth_failed",
-      "28P01",
+    return proxyError(
+      ProxyErrorReason.AuthFailed,
       `password authentication failed for user "${this.userName}"`,
-      "FATAL",
     );
   }
 }
 
 function protocolViolation(message = "malformed authentication message", detail?: string) {
-  return new ProxyError("auth_protocol", "08P01", message, "FATAL", detail);
+  return proxyError(ProxyErrorReason.AuthProtocol, message, detail);
 }
 
 /** The SCRAM payload as text; Postgres's scram_exchange refuses an empty one first. */

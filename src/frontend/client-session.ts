@@ -8,7 +8,7 @@ import type net from "node:net";
 import type { BackendConnection } from "../backend/backend-connection.js";
 import type { Pool } from "../backend/pool.js";
 import * as clock from "../clock.js";
-import { ProxyError } from "../errors.js";
+import { type ProxyError, ProxyErrorReason, proxyError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { TxStatus } from "../protocol/codes.js";
 import { FrameScanner, type FrameSink } from "../protocol/frame-scanner.js";
@@ -440,10 +440,7 @@ export class ClientSession
     this.ctx.events.internalError(this);
     const alreadyClosed = this.closed;
     try {
-      this.fatal(
-        ClientCloseReason.InternalError,
-        new ProxyError("internal_error", "XX000", "internal error in pgsidecar", "FATAL"),
-      );
+      this.fatal(ClientCloseReason.InternalError, proxyError(ProxyErrorReason.ClientInternalError));
       if (!alreadyClosed) return;
     } catch {
       // closing failed as well: drop the socket and forget the session at least
@@ -493,7 +490,7 @@ export class ClientSession
     this.log.info({ client: this.id, err: message }, "client protocol violation");
     this.fatal(
       ClientCloseReason.ProtocolError,
-      new ProxyError("protocol_violation", "08P01", message, "FATAL"),
+      proxyError(ProxyErrorReason.ProtocolViolation, message),
     );
     // Nothing more it sends matters: stop reading rather than take in (and discard) the rest of a
     // flood while the socket lingers; it is destroyed shortly (close()).
@@ -550,15 +547,7 @@ export class ClientSession
   closeIfIdleFor(ms: number, now: number): void {
     if (this.#state !== SessionState.Idle || this.lease !== null) return;
     if (this.txStatus !== TxStatus.Idle || now - this.lastActivityAt <= ms) return;
-    this.fatal(
-      ClientCloseReason.IdleTimeout,
-      new ProxyError(
-        "client_idle_timeout",
-        "57P05",
-        "terminating connection due to idle-session timeout (client_idle_timeout)",
-        "FATAL",
-      ),
-    );
+    this.fatal(ClientCloseReason.IdleTimeout, proxyError(ProxyErrorReason.ClientIdleTimeout));
   }
 
   /** Sends a FATAL (when the protocol allows one) and closes for `reason`. */

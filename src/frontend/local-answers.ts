@@ -4,7 +4,7 @@
 // LISTEN server), and the admin console's simple-query protocol.
 
 import type { Pool } from "../backend/pool.js";
-import { ProxyError } from "../errors.js";
+import { type ProxyError, ProxyErrorReason, proxyError } from "../errors.js";
 import { FrontendCode, TxStatus } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
 import { ClientCloseReason } from "../reasons.js";
@@ -131,9 +131,7 @@ export function answerAdmin(
   if (code !== FrontendCode.Query) {
     if (code === FrontendCode.Sync) wire.write(msg.readyForQueryIdle);
     else if (code === FrontendCode.Parse) {
-      owner.reportError(
-        new ProxyError("admin_extended", "0A000", "the admin console supports only simple queries"),
-      );
+      owner.reportError(proxyError(ProxyErrorReason.AdminExtended));
     }
     wire.flush();
     return;

@@ -8,7 +8,14 @@ import type { BackendConnection } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
 import type { Pool } from "../backend/pool.js";
 import * as clock from "../clock.js";
-import { lostConnectionError, ProxyError, type ServerError } from "../errors.js";
+import {
+  lostConnectionError,
+  type ProxyError,
+  ProxyErrorReason,
+  proxyError,
+  proxyErrorFrom,
+  type ServerError,
+} from "../errors.js";
 import type { Logger } from "../log.js";
 import { FrontendCode } from "../protocol/codes.js";
 import type { FrameScanner } from "../protocol/frame-scanner.js";
@@ -183,10 +190,7 @@ export class Login implements Wait {
       // right after connect()) must not see an error it would report.
       if (e.quiet) owner.close(ClientCloseReason.ProtocolError);
       else
-        owner.fatal(
-          ClientCloseReason.ProtocolError,
-          new ProxyError("startup", e.sqlstate ?? "08P01", e.message, "FATAL"),
-        );
+        owner.fatal(ClientCloseReason.ProtocolError, proxyErrorFrom(ProxyErrorReason.Startup, e));
       return;
     }
     const rest = data.subarray(len);
@@ -198,12 +202,7 @@ export class Login implements Wait {
           // Data after the request would be read as if it came over TLS (CVE-2021-23222).
           owner.fatal(
             ClientCloseReason.ProtocolError,
-            new ProxyError(
-              "startup",
-              "08P01",
-              "received unencrypted data after SSL request",
-              "FATAL",
-            ),
+            proxyError(ProxyErrorReason.Startup, "received unencrypted data after SSL request"),
           );
           return;
         }
@@ -263,23 +262,12 @@ export class Login implements Wait {
         settings.set(key.toLowerCase(), { name: key, value });
     }
     if (p.params.get("replication") && p.params.get("replication") !== "false") {
-      owner.fatal(
-        ClientCloseReason.ProtocolError,
-        new ProxyError(
-          "replication",
-          "08P01",
-          "replication connections are not supported by pgsidecar",
-          "FATAL",
-        ),
-      );
+      owner.fatal(ClientCloseReason.ProtocolError, proxyError(ProxyErrorReason.Replication));
       return;
     }
     if (this.ctx.tlsRequired && !owner.wire.isTls && owner.wire.remote !== "unix") {
       // Postgres's hostssl-only refusal: 28000 once the StartupMessage is read.
-      owner.fatal(
-        ClientCloseReason.LoginFailed,
-        new ProxyError("tls_required", "28000", "pgsidecar requires TLS connections", "FATAL"),
-      );
+      owner.fatal(ClientCloseReason.LoginFailed, proxyError(ProxyErrorReason.TlsRequired));
       return;
     }
     owner.authenticating();
@@ -295,11 +283,9 @@ export class Login implements Wait {
     if (code !== FrontendCode.PasswordMessage) {
       this.owner.fatal(
         ClientCloseReason.ProtocolError,
-        new ProxyError(
-          "auth_protocol",
-          "08P01",
+        proxyError(
+          ProxyErrorReason.AuthProtocol,
           `expected password response, got message type ${code}`,
-          "FATAL",
         ),
       );
       return;
@@ -335,7 +321,7 @@ export class Login implements Wait {
     if (this.ctx.draining) {
       owner.fatal(
         ClientCloseReason.Shutdown,
-        new ProxyError("shutdown", "57P01", "the sidecar is shutting down", "FATAL"),
+        proxyError(ProxyErrorReason.Shutdown, "the sidecar is shutting down"),
       );
       return;
     }
@@ -343,11 +329,9 @@ export class Login implements Wait {
       if (!owner.openAdmin()) {
         owner.fatal(
           ClientCloseReason.LoginFailed,
-          new ProxyError(
-            "admin_denied",
-            "28000",
+          proxyError(
+            ProxyErrorReason.AdminDenied,
             `user "${owner.user}" is not an admin of the pgsidecar console`,
-            "FATAL",
           ),
         );
         return;
@@ -359,12 +343,7 @@ export class Login implements Wait {
     if (found === null) {
       owner.fatal(
         ClientCloseReason.LoginFailed,
-        new ProxyError(
-          "no_database",
-          "3D000",
-          `database "${owner.database}" does not exist`,
-          "FATAL",
-        ),
+        proxyError(ProxyErrorReason.NoDatabase, `database "${owner.database}" does not exist`),
       );
       return;
     }
@@ -449,10 +428,7 @@ export class Login implements Wait {
       this.owner.close(ClientCloseReason.LoginFailed);
       return;
     }
-    this.owner.fatal(
-      ClientCloseReason.LoginFailed,
-      new ProxyError(err.code, err.sqlstate, err.message, "FATAL", err.detail),
-    );
+    this.owner.fatal(ClientCloseReason.LoginFailed, err.asFatal());
   }
 
   /** ParameterStatus for each reported parameter, BackendKeyData, ReadyForQuery. */
@@ -479,9 +455,6 @@ export class Login implements Wait {
       owner.close(ClientCloseReason.LoginTimeout);
       return;
     }
-    owner.fatal(
-      ClientCloseReason.LoginTimeout,
-      new ProxyError("login_timeout", "08P01", "canceling authentication due to timeout", "FATAL"),
-    );
+    owner.fatal(ClientCloseReason.LoginTimeout, proxyError(ProxyErrorReason.LoginTimeout));
   }
 }

@@ -59,6 +59,34 @@ describe("ProxyErrorReason", () => {
     expect(actual).toEqual(PINNED);
   });
 
+  it("keeps the messages clients see where the reason has its own", () => {
+    const messages = Object.fromEntries(
+      Object.entries(ProxyErrorReason)
+        .filter(([, r]) => "message" in r)
+        .map(([name]) => {
+          const r = ProxyErrorReason[name as keyof typeof ProxyErrorReason];
+          return [name, proxyError(r as typeof r & { message: string }).message];
+        }),
+    );
+    expect(messages).toEqual({
+      ConnectTimeout: "timeout while connecting to the server",
+      SslProtocol: "received unencrypted data after SSL response",
+      SslRefused: "server does not support SSL, but SSL was required",
+      ServerInternalError: "internal error in pgsidecar",
+      ResolutionUnknown:
+        "the server connection was lost while the transaction was committing; it may or may not have been committed",
+      Replication: "replication connections are not supported by pgsidecar",
+      TlsRequired: "pgsidecar requires TLS connections",
+      AuthMechanism: "client selected an invalid SASL authentication mechanism",
+      LoginTimeout: "canceling authentication due to timeout",
+      ClientInternalError: "internal error in pgsidecar",
+      ClientIdleTimeout: "terminating connection due to idle-session timeout (client_idle_timeout)",
+      AdminExtended: "the admin console supports only simple queries",
+      InFailedTransaction:
+        "current transaction is aborted, commands ignored until end of transaction block",
+    });
+  });
+
   it("proxyError builds from the reason, with its own message or the reason's", () => {
     const e = proxyError(ProxyErrorReason.NoDatabase, 'database "x" does not exist');
     expect(e).toBeInstanceOf(ProxyError);
