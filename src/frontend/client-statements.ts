@@ -48,6 +48,8 @@ export class ClientStatements {
   private readonly byName = new Map<string, ClientStatement>();
   /** The same statements by a hash of the name's bytes (collisions chained by `sameHash`). */
   private byHash: Map<number, ClientStatement> | null = null;
+  /** The statement lookup() found last (still registered: cleared when it is not). */
+  private last: ClientStatement | null = null;
 
   get size(): number {
     return this.byName.size;
@@ -61,10 +63,14 @@ export class ClientStatements {
   lookup(b: Buffer, start: number, end: number): ClientStatement | undefined {
     const byHash = this.byHash;
     if (byHash === null) return undefined;
+    // A client runs the same few statements over and over: try the last one found first.
+    const last = this.last;
+    if (last !== null && sameBytes(last.clientName, b, start, end)) return last;
     let stmt = byHash.get(nameHash(b, start, end));
     while (stmt !== undefined && !sameBytes(stmt.clientName, b, start, end)) {
       stmt = stmt.sameHash ?? undefined;
     }
+    if (stmt !== undefined) this.last = stmt;
     return stmt;
   }
 
@@ -85,6 +91,7 @@ export class ClientStatements {
   clear(): void {
     this.byName.clear();
     this.byHash = null;
+    this.last = null;
   }
 
   private set(name: string, stmt: ClientStatement): void {
@@ -98,6 +105,7 @@ export class ClientStatements {
   }
 
   private unhash(stmt: ClientStatement): void {
+    if (this.last === stmt) this.last = null;
     const byHash = this.byHash;
     if (byHash === null) return;
     const h = nameHash(stmt.clientName, 0, stmt.clientName.length);
