@@ -1,28 +1,20 @@
-// ClientSession: one client's state machine. enter() is the only change of state; each state
-// decides what a client message means (dispatch below). The parts own the rest: Login until the
-// client is logged in, then the Unit of work, the Relay of its frames to the server it holds, the
-// ServerLease (checkout, replies, release), and UnitLoss when that server dies. Upstream failures
-// never close the client: they are replayed or reported as ordinary errors (DESIGN.md section 1).
+// ClientSession: one client's state machine. enter() is the only change of state (SessionState,
+// client-state.ts); each state decides what a client message means (dispatch below). The parts own
+// the rest: Login until the client is logged in, then the Unit of work, the Relay of its frames to
+// the server it holds, the ServerLease (checkout, replies, release), and UnitLoss when that server
+// dies. Who the client is, its route and its counters are SessionBase's (session-base.ts). Upstream
+// failures never close the client: they are replayed or reported as ordinary errors (DESIGN.md
+// section 1).
 
 import type net from "node:net";
 import type { BackendConnection } from "../backend/backend-connection.js";
-import type { Pool } from "../backend/pool.js";
-import * as clock from "../clock.js";
 import { type ProxyError, ProxyErrorReason, proxyError } from "../errors.js";
-import type { Logger } from "../log.js";
 import { TxStatus } from "../protocol/codes.js";
 import { FrameScanner, type FrameSink } from "../protocol/frame-scanner.js";
-import * as msg from "../protocol/messages.js";
-import { ClientCloseReason, type PinReason, type ReplayOutcome } from "../reasons.js";
-import {
-  type CancelKey,
-  type Cancellable,
-  type CancelSecret,
-  newCancelSecret,
-  secretBytes,
-} from "./cancel.js";
+import { ClientCloseReason } from "../reasons.js";
 import { MAX_PASSWORD_MESSAGE } from "./client-auth.js";
 import { ClientSettings } from "./client-settings.js";
+import { SessionState } from "./client-state.js";
 import { ClientStatements } from "./client-statements.js";
 import { ClientWire, type WireOwner } from "./client-wire.js";
 import { type LeaseOwner, ServerLease } from "./lease.js";
@@ -31,66 +23,28 @@ import { type AdminOwner, answerAdmin, type LocalOwner } from "./local-answers.j
 import { Login, type LoginOwner, type Wait } from "./login.js";
 import type { NotificationHub } from "./notification-hub.js";
 import { Relay, type RelayOwner } from "./relay.js";
+import { SessionBase } from "./session-base.js";
 import { type ChangesOwner, SessionChanges } from "./session-changes.js";
-import type {
-  Route,
-  SessionContextOf,
-  SessionEventsOf,
-  StatementLookup,
-} from "./session-context.js";
+import type { SessionContextOf, SessionEventsOf } from "./session-context.js";
 import { Unit, type UnitOwner } from "./unit.js";
 import { UnitLoss, type UnitLossOwner } from "./unit-loss.js";
 
+export { SessionState } from "./client-state.js";
 export type { Route } from "./session-context.js";
 export type SessionContext = SessionContextOf<ClientSession>;
 export type SessionEvents = SessionEventsOf<ClientSession>;
 
-export const SessionState = {
-  Startup: "startup",
-  Authenticating: "authenticating",
-  /** Authenticated; waiting for the pool to learn the server's parameters. */
-  LoggingIn: "logging_in",
-  /** Logged in; no server, nothing in flight (or only what we answer ourselves). */
-  Idle: "idle",
-  /** Waiting for a server from the pool. */
-  Waiting: "waiting",
-  /** Holding a server (a lease). */
-  Active: "active",
-  Closed: "closed",
-} as const;
-export type SessionState = (typeof SessionState)[keyof typeof SessionState];
-
-let nextSessionId = 1;
 const NO_PINS: ReadonlySet<string> = new Set();
-/**
- * Times are kept as milliseconds since this instant: small integers, held in the object itself,
- * where epoch milliseconds would each take a heap number of their own (16 bytes per field).
- */
-const EPOCH = clock.now();
-
-/**
- * Short strings every client of a pool repeats (user, database, application_name): one copy each,
- * not one per client. Bounded (it is filled before authentication): names up to 63 characters,
- * and when full it starts over.
- */
-const interned = new Map<string, string>();
-function intern(s: string): string {
-  if (s.length > 63) return s;
-  const known = interned.get(s);
-  if (known !== undefined) return known;
-  if (interned.size >= 1024) interned.clear();
-  interned.set(s, s);
-  return s;
-}
 
 /**
  * An idle client holds its socket, this object, its wire and scanner, and little else: the parts
  * below (unit, relay, lease, loss, changes, statements) are created on first use, its settings are
- * shared with the other clients of its pool until they differ, and its cancel key is two numbers.
+ * shared with the other clients of its pool until they differ, and its cancel key is two numbers
+ * (SessionBase's fields are this object's: a base class, not a part).
  */
 export class ClientSession
+  extends SessionBase
   implements
-    Cancellable,
     FrameSink,
     WireOwner,
     UnitOwner,
@@ -103,19 +57,8 @@ export class ClientSession
     LocalOwner,
     AdminOwner
 {
-  readonly id = nextSessionId++;
-  /** Milliseconds since EPOCH. */
-  readonly #connectedAt = clock.now() - EPOCH;
-  user = "";
-  database = "";
-  applicationName = "";
-  /** Sidecar-issued BackendKeyData: the pid (0 until issued) and the secret (see CancelKey). */
-  #keyPid = 0;
-  #keySecret: CancelSecret = 0;
   /** The client's transaction status, as last reported to it. */
   txStatus: number = TxStatus.Idle;
-  /** When the client last sent anything (client_idle_timeout), in milliseconds since EPOCH. */
-  #lastActivity = this.#connectedAt;
 
   readonly wire: ClientWire;
   readonly scanner: FrameScanner;
@@ -131,15 +74,14 @@ export class ClientSession
   private login: Login | null;
   private listening: ClientListens | null = null;
   #state: SessionState = SessionState.Startup;
-  #route: Route | null = null;
-  #admin = false;
   /** A server checkout, a LISTEN waiting for the pool's listening server, or the login. */
   private waiter: Wait | null = null;
 
   constructor(
     socket: net.Socket,
-    private readonly ctx: SessionContext,
+    protected readonly ctx: SessionContext,
   ) {
+    super();
     this.wire = new ClientWire(socket, this);
     this.scanner = new FrameScanner(MAX_PASSWORD_MESSAGE);
     this.login = new Login(this, ctx);
@@ -177,25 +119,6 @@ export class ClientSession
     return this.#serverLease;
   }
 
-  /** When the client connected, in epoch milliseconds. */
-  get connectedAt(): number {
-    return EPOCH + this.#connectedAt;
-  }
-
-  /** When the client last sent anything, in epoch milliseconds. */
-  get lastActivityAt(): number {
-    return EPOCH + this.#lastActivity;
-  }
-
-  /** Sidecar-issued BackendKeyData, or null before it is issued. */
-  get key(): CancelKey | null {
-    return this.#keyPid === 0 ? null : { pid: this.#keyPid, secret: this.#keySecret };
-  }
-
-  get cancelSecret(): CancelSecret {
-    return this.#keySecret;
-  }
-
   /** A CancelRequest named this client's key: the server running its work, if any, is cancelled. */
   cancelCurrent(): void {
     this.#serverLease?.cancelCurrent();
@@ -205,25 +128,13 @@ export class ClientSession
     return this.#state;
   }
 
-  get route(): Route | null {
-    return this.#route;
-  }
-
   /** The server the session holds, or null. */
   get lease(): BackendConnection | null {
     return this.#serverLease?.server ?? null;
   }
 
-  get isAdmin(): boolean {
-    return this.#admin;
-  }
-
   get closed(): boolean {
     return this.#state === SessionState.Closed;
-  }
-
-  get log(): Logger {
-    return this.ctx.log;
   }
 
   get pins(): ReadonlySet<string> {
@@ -250,39 +161,9 @@ export class ClientSession
 
   // --- what the parts read of the session ------------------------------------------------------
 
-  get retryBufferBytes(): number {
-    return this.#route?.retry.bufferBytes ?? 0;
-  }
-
-  get pooledByTransaction(): boolean {
-    return this.#route?.mode === "transaction";
-  }
-
-  get transactionPool(): Pool | null {
-    const route = this.#route;
-    return route?.mode === "transaction" ? route.pool : null;
-  }
-
-  get namesStatements(): boolean {
-    return this.pooledByTransaction && this.ctx.maxPreparedStatements > 0;
-  }
-
-  get hub(): NotificationHub | null {
-    return this.#route?.notifications ?? null;
-  }
-
-  get trackExtraParameters(): ReadonlySet<string> {
-    return this.ctx.trackExtraParameters;
-  }
-
   /** Waiting for a server, or for the pool's LISTEN server. */
   get awaiting(): boolean {
     return this.waiter !== null;
-  }
-
-  /** A unit may be replayed (retry is not off): its replies are held outside a transaction. */
-  get mayReplay(): boolean {
-    return this.#route?.retry.mode !== "off";
   }
 
   /** Between transactions with nothing in flight or awaited: notifications may be delivered. */
@@ -300,41 +181,9 @@ export class ClientSession
     this.listening?.unlistenAll();
   }
 
-  countBytesOut(n: number): void {
-    this.ctx.events.bytes("out", n);
-  }
-
-  countClientError(sqlstate: string): void {
-    this.ctx.events.clientError(this, sqlstate);
-  }
-
-  countReplay(outcome: ReplayOutcome): void {
-    this.ctx.events.replay(this, outcome);
-  }
-
-  countPin(reason: PinReason): void {
-    this.ctx.events.pinned(this, reason);
-  }
-
-  countStatement(kind: StatementLookup): void {
-    this.ctx.events.statement(this, kind);
-  }
-
-  countUnit(seconds: number, transactionEnded: boolean): void {
-    this.ctx.events.unitDone(this, seconds, transactionEnded);
-  }
-
-  countDropped(n: number): void {
-    this.ctx.events.notificationsDropped?.(n);
-  }
-
   reportError(err: ProxyError): void {
     this.countClientError(err.sqlstate);
     this.wire.write(err.toMessage());
-  }
-
-  adminQuery(sql: string): Buffer[] {
-    return this.ctx.adminQuery ? this.ctx.adminQuery(this, sql) : [];
   }
 
   flushClient(): void {
@@ -352,34 +201,12 @@ export class ClientSession
 
   // --- login (Login calls these) ---------------------------------------------------------------
 
-  identify(user: string, database: string, applicationName: string): void {
-    this.user = intern(user);
-    this.database = intern(database);
-    this.applicationName = intern(applicationName);
-  }
-
   authenticating(): void {
     this.enter(SessionState.Authenticating, "startup message");
   }
 
-  openAdmin(): boolean {
-    this.#admin = this.ctx.openAdmin?.(this) === true;
-    return this.#admin;
-  }
-
-  routed(route: Route): void {
-    this.#route = route;
-  }
-
   loggingIn(): void {
     this.enter(SessionState.LoggingIn, "first login of the pool");
-  }
-
-  issueKey(protocolMinor: number): Buffer {
-    const secret = newCancelSecret(protocolMinor >= 2 ? 32 : 4);
-    this.#keySecret = secret;
-    this.#keyPid = this.ctx.cancels.issue(this);
-    return msg.backendKeyData(this.#keyPid, secretBytes(secret));
   }
 
   loggedIn(): void {
@@ -388,7 +215,7 @@ export class ClientSession
     this.enter(SessionState.Idle, "logged in");
     if (this.log.isLevelEnabled("debug")) {
       this.log.debug(
-        { client: this.id, user: this.user, database: this.database, pool: this.#route?.pool.key },
+        { client: this.id, user: this.user, database: this.database, pool: this.route?.pool.key },
         "client logged in",
       );
     }
@@ -403,7 +230,7 @@ export class ClientSession
 
   onData(chunk: Buffer): void {
     try {
-      this.#lastActivity = clock.now() - EPOCH;
+      this.heard();
       this.ctx.events.bytes("in", chunk.length);
       if (this.#state === SessionState.Startup) this.login?.onStartupData(chunk);
       else {
@@ -462,7 +289,7 @@ export class ClientSession
       case SessionState.Idle:
       case SessionState.Waiting:
       case SessionState.Active:
-        if (this.#admin) answerAdmin(this, code, buf, start, end);
+        if (this.isAdmin) answerAdmin(this, code, buf, start, end);
         else this.relay.receive(code, buf, start, end);
         return;
       case SessionState.Startup:
@@ -571,10 +398,10 @@ export class ClientSession
     this.waiter = null;
     this.listening?.close();
     this.#serverLease?.giveBack();
-    if (this.#keyPid !== 0) this.ctx.cancels.release(this.#keyPid);
+    this.releaseKey();
     if (this.log.isLevelEnabled("debug")) {
       this.log.debug(
-        { client: this.id, pool: this.#route?.pool.key, reason, state: was },
+        { client: this.id, pool: this.route?.pool.key, reason, state: was },
         "client closed",
       );
     }
