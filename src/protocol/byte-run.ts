@@ -43,7 +43,13 @@ export class ByteRun {
         }
       } else if (b.buffer === buf.buffer && b.byteOffset + this.end === buf.byteOffset + start) {
         // The same memory, right after the run (a view of the chunk, then the chunk).
-        this.end = buf.byteOffset + end - b.byteOffset;
+        const from = b.byteOffset + this.start - buf.byteOffset;
+        if (from >= 0) {
+          // `buf` holds the whole run: it becomes the base, so its next ranges join at once.
+          this.buf = buf;
+          this.start = from;
+          this.end = end;
+        } else this.end = buf.byteOffset + end - b.byteOffset;
         return null;
       }
     }

@@ -34,6 +34,17 @@ describe("ByteRun across views of one chunk", () => {
     expect(run.length).toBe(12);
     const out = run.take();
     expect(out?.toString()).toBe("PPPPBBBBEEEE");
+    expect(out).toBe(chunk); // the chunk holds the whole run: it is returned itself
+  });
+
+  it("joins a range of a chunk with the next range of a view that starts inside the run", () => {
+    const chunk = Buffer.from("0123456789");
+    const run = new ByteRun();
+    run.add(chunk, 2, 5);
+    expect(run.add(chunk.subarray(4), 1, 3)).toBeNull(); // bytes 5..7 of the chunk
+    run.add(chunk.subarray(4), 3, 4); // and byte 7
+    const out = run.take();
+    expect(out?.toString()).toBe("234567");
     expect(out?.buffer).toBe(chunk.buffer); // a view: nothing copied
   });
 
