@@ -1,8 +1,9 @@
 // Relay: a client's frames on their way to its leased server. Each frame queues the replies it
 // owes on the server (forwarded, ignored, or answered by us in stream order); named statements
 // get content-derived server names, and a Parse is injected where the server lacks one; the
-// client's settings are SET before its frames. Writes are corked per client chunk and coalesced
-// into ranges; a full server buffer stops reading the client (DESIGN.md section 3, steps 3-4).
+// client's settings are SET before its frames. A client chunk leaves in one write: its frames as
+// one range of the chunk, or, around a rewritten frame (a renamed Bind), copied into a staging
+// buffer; a full server buffer stops reading the client (DESIGN.md section 3, steps 3-4).
 
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
