@@ -9,8 +9,9 @@ import { DisconnectReason } from "./reasons.js";
 export { DisconnectReason };
 
 /**
- * An error that reaches a client as an ErrorResponse with a real SQLSTATE. Build it with
- * proxyError() from a ProxyErrorReason; the constructor stays public for the sites not moved yet.
+ * An error that reaches a client as an ErrorResponse with a real SQLSTATE. Built only through the
+ * catalogue: proxyError() or proxyErrorFrom() from a ProxyErrorReason, or asFatal() of one (the
+ * constructor is public for them, and for tests; nothing else calls it).
  */
 export class ProxyError extends Error {
   override name = "ProxyError";

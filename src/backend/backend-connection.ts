@@ -7,7 +7,8 @@ import net from "node:net";
 import * as clock from "../clock.js";
 import {
   DisconnectReason,
-  ProxyError,
+  ProxyErrorReason,
+  proxyError,
   reasonForFatal,
   type ServerError,
   serverErrorFrom,
@@ -149,10 +150,7 @@ export class BackendConnection extends ServerSession implements FrameSink {
       if (this.internalError !== null) return;
       this.internalError = err instanceof Error ? err : new Error(String(err));
       try {
-        this.fail(
-          new ProxyError("internal_error", "XX000", "internal error in pgsidecar"),
-          DisconnectReason.ProtocolError,
-        );
+        this.fail(proxyError(ProxyErrorReason.ServerInternalError), DisconnectReason.ProtocolError);
       } catch {
         this.socket?.destroy(); // the listener failed as well: at least the socket goes
       }
@@ -241,7 +239,10 @@ export class BackendConnection extends ServerSession implements FrameSink {
   }
 
   onProtocolError(message: string): void {
-    this.fail(new ProxyError("protocol_error", "08P01", message), DisconnectReason.ProtocolError);
+    this.fail(
+      proxyError(ProxyErrorReason.ServerProtocolError, message),
+      DisconnectReason.ProtocolError,
+    );
   }
 
   // --- writing ---------------------------------------------------------------------------------
@@ -387,9 +388,8 @@ export class BackendConnection extends ServerSession implements FrameSink {
         return;
       default:
         this.fail(
-          new ProxyError(
-            "protocol_error",
-            "08P01",
+          proxyError(
+            ProxyErrorReason.ServerProtocolError,
             `unexpected message '${String.fromCharCode(code)}' from idle server`,
           ),
           DisconnectReason.ProtocolError,
@@ -428,7 +428,10 @@ export class BackendConnection extends ServerSession implements FrameSink {
         return;
       default:
         this.fail(
-          new ProxyError("protocol_error", "08P01", "unexpected message during server login"),
+          proxyError(
+            ProxyErrorReason.ServerProtocolError,
+            "unexpected message during server login",
+          ),
           DisconnectReason.ProtocolError,
         );
     }
@@ -454,8 +457,10 @@ export class BackendConnection extends ServerSession implements FrameSink {
         : "server closed the connection";
       // A certificate that fails verification will fail again: report it at once, no backoff.
       const tlsVerify = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err?.code ?? "");
-      const code = tlsVerify ? "tls_verify" : "connect_failed";
-      const failure = new ProxyError(code, "08006", `could not connect to server: ${detail}`);
+      const failure = proxyError(
+        tlsVerify ? ProxyErrorReason.TlsVerify : ProxyErrorReason.ConnectFailed,
+        `could not connect to server: ${detail}`,
+      );
       if (err) failure.cause = err; // its code names the connect-failure reason
       this.fail(this.fatal ?? failure, reason);
       return;

@@ -7,7 +7,9 @@ import type { BackendConnection, BackendListener } from "../backend/backend-conn
 import {
   type DisconnectReason,
   lostConnectionError,
-  ProxyError,
+  type ProxyError,
+  ProxyErrorReason,
+  proxyError,
   type ServerError,
 } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -142,11 +144,9 @@ export class ServerLease implements BackendListener {
       { client: owner.id, server: conn.id, pool: owner.route?.pool.key, ms },
       "client_write_timeout: client stopped reading while holding a server",
     );
-    const err = new ProxyError(
-      "client_write_timeout",
-      "08006",
+    const err = proxyError(
+      ProxyErrorReason.ClientWriteTimeout,
       `terminating connection: the client has not read its results for ${Math.round(ms / 1000)} s (client_write_timeout)`,
-      "FATAL",
     );
     owner.countClientError(err.sqlstate);
     owner.wire.writeNow(err.toMessage()); // read only if the client ever reads again

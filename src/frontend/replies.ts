@@ -1,7 +1,13 @@
 // Replies a session builds itself: errors in the words Postgres uses, and server messages
 // rewritten for the client (its own statement names, FATAL at login).
 
-import { decodeErrorFields, ProxyError, type ServerError } from "../errors.js";
+import {
+  decodeErrorFields,
+  type ProxyError,
+  ProxyErrorReason,
+  proxyError,
+  type ServerError,
+} from "../errors.js";
 import * as msg from "../protocol/messages.js";
 
 const HEADER = 5;
@@ -47,11 +53,7 @@ export function asFatal(error: Buffer): Buffer {
 export const noParameters = Buffer.concat([Buffer.from([0x74, 0, 0, 0, 6, 0, 0]), msg.noData]);
 
 export function abortedTransactionError(): ProxyError {
-  return new ProxyError(
-    "in_failed_transaction",
-    "25P02",
-    "current transaction is aborted, commands ignored until end of transaction block",
-  );
+  return proxyError(ProxyErrorReason.InFailedTransaction);
 }
 
 export function errorFromServer(err: ServerError): Buffer {

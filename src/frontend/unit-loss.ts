@@ -7,7 +7,9 @@ import type { BackendConnection } from "../backend/backend-connection.js";
 import {
   DisconnectReason,
   lostConnectionError,
-  ProxyError,
+  type ProxyError,
+  ProxyErrorReason,
+  proxyError,
   resolutionUnknownError,
   type ServerError,
 } from "../errors.js";
@@ -220,11 +222,9 @@ export class UnitLoss {
     owner.log.info({ client: owner.id, server: conn.id, pins }, "pinned server lost");
     owner.unit.dropHeld();
     owner.unit.end();
-    const err = new ProxyError(
-      "pinned_state_lost",
-      "08006",
+    const err = proxyError(
+      ProxyErrorReason.PinnedStateLost,
       `the server connection was lost with session state pgsidecar cannot restore (${pins})`,
-      "FATAL",
       "The session's state was lost with its server; reconnect and set it up again.",
     );
     owner.countClientError(err.sqlstate);

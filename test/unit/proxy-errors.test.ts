@@ -1,6 +1,8 @@
 // The catalogue of errors pgsidecar sends itself: the codes and SQLSTATEs are a contract (clients
 // retry on 08006, tests and dashboards match the codes), so each is pinned here.
 
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   lostConnectionError,
@@ -10,6 +12,7 @@ import {
   proxyErrorFrom,
   resolutionUnknownError,
 } from "../../src/errors.js";
+import { abortedTransactionError } from "../../src/frontend/replies.js";
 
 const PINNED: Record<keyof typeof ProxyErrorReason, [string, string, "ERROR" | "FATAL"]> = {
   Dns: ["dns", "08006", "ERROR"],
@@ -133,5 +136,26 @@ describe("ProxyErrorReason", () => {
     expect(lostConnectionError(true).sqlstate).toBe("08006");
     expect(lostConnectionError(false).code).toBe("server_lost");
     expect(resolutionUnknownError().sqlstate).toBe("08007");
+  });
+
+  it("the aborted-transaction answer is Postgres's 25P02", () => {
+    const e = abortedTransactionError();
+    expect([e.code, e.sqlstate, e.severity, e.message]).toEqual([
+      "in_failed_transaction",
+      "25P02",
+      "ERROR",
+      "current transaction is aborted, commands ignored until end of transaction block",
+    ]);
+  });
+
+  it("no source file but errors.ts calls the ProxyError constructor", () => {
+    const src = join(import.meta.dirname, "../../src");
+    const files = readdirSync(src, { recursive: true, encoding: "utf8" }).filter((f) =>
+      f.endsWith(".ts"),
+    );
+    const constructing = files.filter(
+      (f) => f !== "errors.ts" && readFileSync(join(src, f), "utf8").includes("new ProxyError("),
+    );
+    expect(constructing).toEqual([]);
   });
 });
