@@ -1,29 +1,27 @@
 // Relay: a client's frames on their way to its leased server. Each frame queues the replies it
 // owes on the server (forwarded, ignored, or answered by us in stream order); named statements
 // get content-derived server names, and a Parse is injected where the server lacks one; the
-// client's settings are SET before its frames. A client chunk leaves in one write: its frames as
-// one range of the chunk, or, around a rewritten frame (a renamed Bind), copied into a staging
-// buffer; a full server buffer stops reading the client (DESIGN.md section 3, steps 3-4).
+// client's settings are SET before its frames. How the bytes leave (one write per client chunk,
+// a staging buffer around rewritten frames, backpressure) is its base, RelayOutput
+// (relay-output.ts).
 
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { Action } from "../backend/expected-responses.js";
-import { ByteRun, copyBytes } from "../protocol/byte-run.js";
 import { FrontendCode, TxStatus } from "../protocol/codes.js";
 import * as msg from "../protocol/messages.js";
 import { frontendMessageError } from "../protocol/validate.js";
 import { ClientCloseReason, PinReason } from "../reasons.js";
 import type { ClientSettings } from "./client-settings.js";
 import {
-  bindHead,
   type ClientStatement,
   type ClientStatements,
   describeStatement,
   spliceName,
 } from "./client-statements.js";
-import type { ClientWire } from "./client-wire.js";
 import { ClientListens } from "./listens.js";
 import { answerLocally, type LocalOwner } from "./local-answers.js";
 import type { NotificationHub } from "./notification-hub.js";
+import { RelayOutput, type RelayOutputOwner } from "./relay-output.js";
 import { noParameters } from "./replies.js";
 import type { SessionChanges } from "./session-changes.js";
 import type { StatementLookup } from "./session-context.js";
@@ -31,15 +29,9 @@ import type { Unit } from "./unit.js";
 import type { UnitLoss } from "./unit-loss.js";
 
 const HEADER = 5;
-/** Frames up to this size are copied next to a rewritten frame (one write); larger go as views. */
-const STAGE_COPY_MAX = 2048;
-/** Size of the relay's staging buffer for rewritten frames. */
-const STAGE_SIZE = 16384;
 
 /** What the relay reads of its session, and the moves it asks the session to make. */
-export interface RelayOwner extends LocalOwner {
-  readonly lease: BackendConnection | null;
-  readonly wire: ClientWire;
+export interface RelayOwner extends LocalOwner, RelayOutputOwner {
   readonly unit: Unit;
   readonly loss: UnitLoss;
   readonly statements: ClientStatements;
@@ -63,29 +55,10 @@ export interface RelayOwner extends LocalOwner {
   close(reason: ClientCloseReason): void;
 }
 
-export class Relay {
-  /** Frames to the server are coalesced: one range per client chunk unless one is rewritten. */
-  private readonly run = new ByteRun();
-  /**
-   * Rewritten frames (a renamed Bind, an injected Parse) and the small client frames around them
-   * are copied here, so that a chunk still leaves in one write. [0, stageStart) was written,
-   * [stageStart, stageEnd) is not yet. Bytes are never overwritten while a write of them may be
-   * queued: the buffer is reused from its start only when its holder's socket queue is empty.
-   * While it has unwritten bytes the run is empty, and the other way round.
-   */
-  private stage: Buffer | null = null;
-  private stageStart = 0;
-  private stageEnd = 0;
-  /** The server the stage's written bytes went to. */
-  private stageHolder: BackendConnection | null = null;
-  /** A client chunk is being scanned: server writes are corked until its end. */
-  private scanning = false;
-  private corked: BackendConnection | null = null;
+export class Relay extends RelayOutput<RelayOwner> {
   /** The unnamed statement / portal is a DEALLOCATE or DISCARD we answer: its command tag. */
   private localUnnamed: string | null = null;
   private localPortal: string | null = null;
-
-  constructor(private readonly owner: RelayOwner) {}
 
   /**
    * A message of a logged-in client (or one pipelined behind its StartupMessage): answered by
@@ -135,35 +108,6 @@ export class Relay {
     else if (!owner.awaiting) owner.requestServer();
   }
 
-  /** A client chunk is scanned from here to endChunk(). */
-  beginChunk(): void {
-    this.scanning = true;
-  }
-
-  endChunk(): void {
-    this.scanning = false;
-    this.uncork();
-  }
-
-  /** A bug broke off the chunk: nothing more is written for it. */
-  abortChunk(): void {
-    this.scanning = false;
-  }
-
-  /** The end of a client chunk's frames: the pending range leaves, in one write. */
-  flush(): void {
-    if (this.corked === null && this.scanning) {
-      // Nothing written yet for this chunk: its one pending buffer (a range or the staged bytes,
-      // never both) needs no cork around it.
-      this.scanning = false;
-      this.flushPending();
-      this.scanning = true;
-      return;
-    }
-    this.flushPending();
-    this.uncork();
-  }
-
   /**
    * `conn` was leased for the unit: settings, injected Parses and the unit so far leave in one
    * write (at the chunk's end while one is scanned).
@@ -171,11 +115,7 @@ export class Relay {
   sendUnit(conn: BackendConnection): void {
     this.applySettings(conn);
     this.owner.unit.sendTo((code, buf, start, end) => this.send(code, buf, start, end));
-    // While a chunk is scanned its next frames join the pending range (one write at its end).
-    if (!this.scanning) {
-      this.flushPending();
-      this.uncork();
-    }
+    this.flushOutsideChunk();
   }
 
   /** SETs the client's settings on a server whose values differ, before the client's frames. */
@@ -392,151 +332,5 @@ export class Relay {
   private evictFor(conn: BackendConnection, keep: string): void {
     const victims = conn.evictFor(keep);
     for (const name of victims) this.emit(msg.close("S", name));
-  }
-
-  // --- output: client ranges coalesced in `run`, rewritten frames copied into `stage` ----------
-
-  /** Client frame bytes that go as they are. */
-  private emitRange(buf: Buffer, start: number, end: number): void {
-    const n = end - start;
-    if (this.stageEnd > this.stageStart) {
-      // After a rewritten frame: a small frame is copied beside it, a large one goes as a view.
-      const stage = this.stage as Buffer;
-      if (n <= STAGE_COPY_MAX && this.stageEnd + n <= stage.length) {
-        this.stageEnd = copyBytes(stage, this.stageEnd, buf, start, end);
-        return;
-      }
-      this.flushStage();
-    }
-    const previous = this.run.add(buf, start, end);
-    if (previous !== null) this.write(previous);
-  }
-
-  /** Bytes of our own making (a Parse, a Describe, a Close): after what is pending, in order. */
-  private emit(bytes: Buffer): void {
-    if (bytes.length > STAGE_COPY_MAX) {
-      this.flushPending();
-      this.write(bytes);
-      return;
-    }
-    const conn = this.owner.lease;
-    if (conn === null) return;
-    const at = this.reserve(bytes.length);
-    this.stageEnd = copyBytes(this.stage as Buffer, at, bytes, 0, bytes.length);
-  }
-
-  /**
-   * A client Bind to the unnamed portal of a renamed statement: our head (type, length, portal,
-   * server name) and the client's frame after its statement name, buf[restStart, end), copied
-   * into the stage with what is pending (one write for the chunk, nothing allocated).
-   */
-  private stageBind(stmt: ClientStatement, buf: Buffer, restStart: number, end: number): void {
-    const head = bindHead(stmt);
-    const rest = end - restStart;
-    const copyRest = rest <= STAGE_COPY_MAX;
-    let at = this.reserve(head.length + (copyRest ? rest : 0));
-    const stage = this.stage as Buffer;
-    const length = head.length + rest - 1;
-    copyBytes(stage, at, head, 0, head.length);
-    stage[at + 1] = length >>> 24;
-    stage[at + 2] = (length >>> 16) & 0xff;
-    stage[at + 3] = (length >>> 8) & 0xff;
-    stage[at + 4] = length & 0xff;
-    at += head.length;
-    if (copyRest) {
-      this.stageEnd = copyBytes(stage, at, buf, restStart, end);
-      return;
-    }
-    this.stageEnd = at;
-    this.flushStage();
-    this.run.add(buf, restStart, end); // the run is empty: nothing returned
-  }
-
-  /**
-   * Room for `n` more bytes in the stage, after what is pending: a small pending range is copied
-   * in first (one write), a large one is written. Returns where the `n` bytes go.
-   */
-  private reserve(n: number): number {
-    const pending = this.run.length;
-    if (pending > STAGE_COPY_MAX) this.flushRun();
-    const take = pending > STAGE_COPY_MAX ? 0 : pending;
-    let stage = this.stage;
-    if (stage !== null && this.stageStart === this.stageEnd && this.stageEnd > 0) {
-      // Everything staged was written: start over once no socket may still be reading it.
-      const holder = this.stageHolder;
-      if (holder === null || holder.queuedBytes === 0) {
-        this.stageStart = 0;
-        this.stageEnd = 0;
-        this.stageHolder = null;
-      }
-    }
-    if (stage === null || this.stageEnd + take + n > stage.length) {
-      this.flushStage();
-      stage = Buffer.allocUnsafeSlow(Math.max(STAGE_SIZE, take + n));
-      this.stage = stage;
-      this.stageStart = 0;
-      this.stageEnd = 0;
-      this.stageHolder = null;
-    }
-    if (take > 0) this.stageEnd = this.run.copyTo(stage, this.stageEnd);
-    return this.stageEnd;
-  }
-
-  /** The stage's unwritten bytes leave (as a view of it). */
-  private flushStage(): void {
-    if (this.stageEnd === this.stageStart) return;
-    const conn = this.owner.lease;
-    const stage = this.stage as Buffer;
-    const bytes = stage.subarray(this.stageStart, this.stageEnd);
-    this.stageStart = this.stageEnd;
-    if (conn === null) return;
-    const holder = this.stageHolder;
-    if (holder !== null && holder !== conn && holder.queuedBytes > 0) {
-      // Two sockets may read the stage: it is left to them, and a new one is made when needed.
-      this.write(bytes);
-      this.stage = null;
-      this.stageStart = 0;
-      this.stageEnd = 0;
-      this.stageHolder = null;
-      return;
-    }
-    this.stageHolder = conn;
-    this.write(bytes);
-  }
-
-  private flushRun(): void {
-    const range = this.run.take();
-    if (range !== null) this.write(range);
-  }
-
-  /** Whatever is pending (a range or staged bytes; never both) leaves. */
-  private flushPending(): void {
-    this.flushRun();
-    this.flushStage();
-  }
-
-  private write(bytes: Buffer): void {
-    const conn = this.owner.lease;
-    if (conn === null) return;
-    // Everything one client chunk produces (a rewritten Bind, an injected Parse, the ranges
-    // between them) leaves in one writev at the chunk's end.
-    if (this.scanning) this.cork(conn);
-    // A full server buffer: the client is not read until that server drains (or is gone: a
-    // dead server never drains, so loss and release unblock too).
-    if (!conn.write(bytes)) this.owner.wire.serverFull(conn);
-  }
-
-  private cork(conn: BackendConnection): void {
-    if (this.corked === conn) return;
-    this.uncork();
-    conn.cork();
-    this.corked = conn;
-  }
-
-  private uncork(): void {
-    const conn = this.corked;
-    if (conn === null) return;
-    this.corked = null;
-    conn.uncork();
   }
 }
