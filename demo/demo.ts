@@ -411,7 +411,7 @@ function sidecarNumbers(samples: Sample[]): SidecarNumbers {
     replaysByOutcome: sumBy(samples, "pgsidecar_replays_total", "outcome"),
     clientErrorsBySqlstate: sumBy(samples, "pgsidecar_client_errors_total", "sqlstate"),
     units: sum(sumBy(samples, "pgsidecar_queries_total")),
-    connectFailures: sumBy(samples, "pgsidecar_upstream_connect_failures_total", "sqlstate"),
+    connectFailures: sumBy(samples, "pgsidecar_upstream_connect_failures_total", "reason"),
   };
 }
 

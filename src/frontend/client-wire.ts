@@ -1,4 +1,4 @@
-// ClientWire: the client's socket. Replies are corked until the end of what one event produces;
+// ClientWire: the client's socket. Replies wait for the end of what one event produces (flush());
 // a client that stops reading pauses its server, and the client is not read while a server's
 // write buffer is full or a unit too big to keep waits for a server (backpressure both ways).
 // It also turns the socket into TLS (SSLRequest, or a direct ClientHello).
@@ -35,6 +35,8 @@ function onSocketGone(this: Carrier): void {
 export class ClientWire {
   private socket: net.Socket;
   private corked = false;
+  /** The event's one write so far, not yet sent (see write()). */
+  private first: Buffer | null = null;
   /** The client's socket buffer is full: its server is paused until 'drain'. */
   private blocked = false;
   private blockedSince = 0;
@@ -79,14 +81,47 @@ export class ClientWire {
     socket.on("end", onSocketGone);
   }
 
-  /** A reply for the client: corked until flush(), counted, and paused on a full buffer. */
+  /**
+   * A reply for the client: sent at flush(), counted, and paused on a full buffer. The first
+   * write of an event is only kept; a second one corks the socket. Most events produce one write
+   * (a unit's replies released as one range), and it then goes out as one plain write, without
+   * the cork's buffering.
+   */
   write(bytes: Buffer): void {
     if (this.ended) return;
+    this.owner.countBytesOut(bytes.length);
     if (!this.corked) {
+      const first = this.first;
+      if (first === null) {
+        this.first = bytes;
+        return;
+      }
+      this.first = null;
       this.corked = true;
       this.socket.cork();
+      this.send(first);
     }
-    this.owner.countBytesOut(bytes.length);
+    this.send(bytes);
+  }
+
+  /** Written at once (after what is waiting for flush()), uncounted: login messages, a FATAL. */
+  writeNow(bytes: Buffer): void {
+    this.flush();
+    this.socket.write(bytes);
+  }
+
+  flush(): void {
+    const first = this.first;
+    if (first !== null) {
+      this.first = null;
+      this.send(first);
+    } else if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
+  }
+
+  private send(bytes: Buffer): void {
     if (!this.socket.write(bytes) && !this.blocked) {
       this.blocked = true;
       this.blockedSince = clock.now();
@@ -95,18 +130,6 @@ export class ClientWire {
         this.blocked = false;
         this.owner.lease?.resumeReading();
       });
-    }
-  }
-
-  /** Written at once, uncounted: login messages, and a FATAL before the close. */
-  writeNow(bytes: Buffer): void {
-    this.socket.write(bytes);
-  }
-
-  flush(): void {
-    if (this.corked) {
-      this.corked = false;
-      this.socket.uncork();
     }
   }
 
@@ -150,6 +173,7 @@ export class ClientWire {
 
   /** Writes stop; the socket ends, and is destroyed a second later if the client lingers. */
   end(): void {
+    this.flush();
     this.ended = true;
     if (this.socket.writable) this.socket.end();
     const socket = this.socket;
