@@ -1,8 +1,8 @@
 // The command line: a yargs option per setting, --help grouped by topic, hints for unknown flags.
 
-import { readFileSync } from "node:fs";
 import type { Options } from "yargs";
 import yargs from "yargs";
+import { packageVersion } from "../version.js";
 import { ConfigError } from "./config-error.js";
 import {
   closest,
@@ -65,15 +65,6 @@ export interface CliResult {
   configFile: string | null;
 }
 
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
-    return typeof pkg.version === "string" ? pkg.version : "unknown";
-  } catch {
-    return "unknown";
-  }
-}
-
 function buildParser(args: string[]) {
   return yargs(args)
     .scriptName("pgsidecar")
@@ -91,7 +82,7 @@ function buildParser(args: string[]) {
     .strict()
     .help()
     .alias("help", "h")
-    .version(packageVersion())
+    .version(packageVersion)
     .wrap(Math.min(120, process.stdout.columns || 100))
     .epilogue(
       `Every flag is also the YAML key with '_' for '-' (pool_size), and the env var ${ENV_PREFIX}<KEY> ` +
