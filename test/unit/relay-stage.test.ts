@@ -5,14 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { BackendConnection } from "../../src/backend/backend-connection.js";
 import { ClientStatements } from "../../src/frontend/client-statements.js";
 import { Relay, type RelayOwner } from "../../src/frontend/relay.js";
-
-function frame(type: string, body: Buffer): Buffer {
-  const b = Buffer.alloc(5 + body.length);
-  b.write(type, 0, "latin1");
-  b.writeInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
-}
+import { frame } from "../helpers/wire.js";
 
 const parse = (name: string, sql: string) =>
   frame("P", Buffer.concat([Buffer.from(`${name}\0${sql}\0`), Buffer.alloc(2)]));
