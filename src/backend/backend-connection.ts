@@ -354,6 +354,7 @@ export class BackendConnection extends ServerSession implements FrameSink {
     const name = buf.toString("utf8", start + 5, nameEnd);
     const value = buf.toString("utf8", nameEnd + 1, end - 1);
     this.params.set(name, value);
+    this.settingsChanged();
     if (name === "in_hot_standby" || name === "default_transaction_read_only") this.checkRole();
     l?.parameter?.(name, value, ignored);
   }

@@ -32,6 +32,11 @@ export class ServerSession {
    * reused by another client: a Sync would commit work nobody acknowledged.
    */
   private unsyncedWork = false;
+  /**
+   * The shared client settings record this server was last found to match (see
+   * ClientSettings.sqlFor): checking again is skipped until our record of the server changes.
+   */
+  private matchedSettings: object | null = null;
 
   constructor(maxPreparedStatements: number, knownStatements: KnownStatements | null) {
     this.statementCache = new PreparedStatementCache(maxPreparedStatements, knownStatements);
@@ -223,6 +228,22 @@ export class ServerSession {
     const upper = sql.toUpperCase();
     if (upper.includes("DISCARD ALL")) this.statementCache.clear();
     if (upper.includes("DISCARD ALL") || upper.includes("RESET ALL")) this.serverSettings.clear();
+    this.matchedSettings = null;
+  }
+
+  /** Whether the server was found to match the settings record `key` and has not changed since. */
+  matchesSettings(key: object): boolean {
+    return this.matchedSettings === key;
+  }
+
+  /** The server matches the (never written) settings record `key` as of now. */
+  rememberSettingsMatch(key: object): void {
+    this.matchedSettings = key;
+  }
+
+  /** What the server reports or has set changed: a remembered match no longer holds. */
+  protected settingsChanged(): void {
+    this.matchedSettings = null;
   }
 
   /** The statement that set parameter `lc` (lower case) here, as we recorded it. */
@@ -236,13 +257,16 @@ export class ServerSession {
 
   recordSetting(lc: string, statement: string): void {
     this.serverSettings.set(lc, statement);
+    this.matchedSettings = null;
   }
 
   forgetSetting(lc: string): void {
     this.serverSettings.delete(lc);
+    this.matchedSettings = null;
   }
 
   forgetSettings(): void {
     this.serverSettings.clear();
+    this.matchedSettings = null;
   }
 }

@@ -206,6 +206,10 @@ export class ClientSettings {
    * `conn` reported instead.
    */
   sqlFor(conn: BackendConnection): string {
+    // Clients that never changed a setting share one frozen record: a server found to match it
+    // still does until our record of that server changes (most checkouts end here).
+    const shared = this.ownWanted || this.ownReported ? null : this.login;
+    if (shared !== null && conn.matchesSettings(shared)) return "";
     const reported = this.reported;
     let sql = "";
     for (const [lc, s] of this.wanted) {
@@ -224,6 +228,7 @@ export class ClientSettings {
       conn.forgetSetting(lc);
       sql += `RESET ${quoteIdent(lc)};`;
     }
+    if (sql === "" && shared !== null) conn.rememberSettingsMatch(shared);
     return sql;
   }
 

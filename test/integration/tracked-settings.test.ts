@@ -136,4 +136,30 @@ describe("a server reset by the pool forgets what was set on it", () => {
     expect((await b.query("SELECT n FROM who")).rows[0].n).toBe(7);
     await b.end();
   });
+
+  it("clients that never SET get their login values back on the one server after each other client's SET", async () => {
+    const plain = new pg.Client(proxy.pgConfig()); // shares the pool's frozen login settings
+    const setter = new pg.Client(proxy.pgConfig());
+    await plain.connect();
+    await setter.connect();
+    const show = async (c: pg.Client) =>
+      (
+        await c.query(
+          "SELECT current_setting('TimeZone') AS tz, current_setting('statement_timeout') AS st",
+        )
+      ).rows[0];
+    const login = await show(plain);
+    for (let i = 0; i < 5; i++) {
+      // A reported parameter alone (the server's ParameterStatus), then an unreported one.
+      await setter.query("SET TimeZone = 'Asia/Tokyo'");
+      expect(await show(plain)).toEqual(login); // the same server (pool_size 1), put back
+      await setter.query(`SET statement_timeout = '${1001 + i}ms'`);
+      expect(await show(plain)).toEqual(login);
+      expect(await show(setter)).toEqual({ tz: "Asia/Tokyo", st: `${1001 + i}ms` });
+      await setter.query("RESET ALL");
+      expect(await show(plain)).toEqual(login);
+    }
+    await plain.end();
+    await setter.end();
+  });
 });

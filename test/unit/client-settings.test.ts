@@ -2,6 +2,7 @@
 // client holds no settings of its own); each client's changes stay its own (copy on write).
 import { describe, expect, it } from "vitest";
 import type { BackendConnection } from "../../src/backend/backend-connection.js";
+import { ServerSession } from "../../src/backend/server-session.js";
 import { CancelRegistry, newCancelSecret, secretBytes } from "../../src/frontend/cancel.js";
 import { ClientSettings } from "../../src/frontend/client-settings.js";
 
@@ -13,17 +14,24 @@ const SERVER = new Map([
 ]);
 const NO_EXTRA: ReadonlySet<string> = new Set();
 
-/** A server that records the settings statements it was given, as BackendConnection does. */
-function stubServer(params: ReadonlyMap<string, string> = SERVER): BackendConnection {
-  const settings = new Map<string, string>();
-  return {
-    params,
-    settingStatement: (lc: string) => settings.get(lc),
-    recordSetting: (lc: string, st: string) => settings.set(lc, st),
-    forgetSetting: (lc: string) => settings.delete(lc),
-    forgetSettings: () => settings.clear(),
-    settingNames: () => [...settings.keys()],
-  } as unknown as BackendConnection;
+/**
+ * A server's session as we track it (the real ServerSession) with the parameters it reported;
+ * report() records a ParameterStatus as BackendConnection does.
+ */
+class StubServer extends ServerSession {
+  readonly params: Map<string, string>;
+  constructor(params: ReadonlyMap<string, string>) {
+    super(0, null);
+    this.params = new Map(params);
+  }
+  report(name: string, value: string): void {
+    this.params.set(name, value);
+    this.settingsChanged();
+  }
+}
+
+function stubServer(params: ReadonlyMap<string, string> = SERVER): BackendConnection & StubServer {
+  return new StubServer(params) as BackendConnection & StubServer;
 }
 
 function loggedIn(startup: Record<string, string> = {}): ClientSettings {
@@ -97,6 +105,34 @@ describe("ClientSettings", () => {
     expect(a.serverReported("TimeZone", "CET", true, NO_EXTRA)).toBe(true);
     expect(a.get("timezone")?.value).toBe("CET");
     expect(b.get("timezone")?.value).toBe("Europe/Berlin");
+  });
+
+  it("a server found to match a shared record is checked again once our record of it changes", () => {
+    const a = loggedIn({ statement_timeout: "5s" });
+    const b = loggedIn({ statement_timeout: "5s" });
+    const server = stubServer();
+    const setTimeout5s = "SELECT pg_catalog.set_config('statement_timeout', '5s', false);";
+    expect(a.sqlFor(server)).toBe(setTimeout5s);
+    expect(a.sqlFor(server)).toBe("");
+    expect(b.sqlFor(server)).toBe(""); // same frozen record: remembered
+    // Another client's session changed the server's time zone: it reported the new value.
+    server.report("TimeZone", "Asia/Tokyo");
+    expect(a.sqlFor(server)).toBe("SELECT pg_catalog.set_config('TimeZone', 'UTC', false);");
+    server.report("TimeZone", "UTC");
+    expect(b.sqlFor(server)).toBe("");
+    // A setting recorded (another client's SET) or forgotten (a reset) is checked again too.
+    server.recordSetting("statement_timeout", "SET statement_timeout = 1");
+    expect(b.sqlFor(server)).toBe(setTimeout5s);
+    server.forgetSettings();
+    expect(a.sqlFor(server)).toBe(setTimeout5s);
+    server.resetDone("DISCARD ALL");
+    expect(a.sqlFor(server)).toBe(setTimeout5s);
+    // A client with a setting of its own is never served from the remembered match.
+    expect(b.sqlFor(server)).toBe("");
+    b.hold({ set: { name: "search_path", sql: "SET search_path = x" } });
+    b.commitPending(stubServer());
+    expect(b.sqlFor(server)).toBe("SET search_path = x;");
+    expect(a.sqlFor(server)).toBe("RESET search_path;");
   });
 });
 
