@@ -30,7 +30,14 @@ import { newServer, type ServerFactory } from "./server-factory.js";
 import { OPENING, ServerList, ServerLists } from "./server-lists.js";
 import { type OpenerHooks, ServerOpener } from "./server-opener.js";
 import type { Upstream } from "./upstream.js";
-import { type CheckoutCallback, type Waiter, WaitQueue, waitTimeoutError } from "./waiters.js";
+import {
+  ANSWERED,
+  type CheckoutCallback,
+  type CheckoutWait,
+  type Waiter,
+  WaitQueue,
+  waitTimeoutError,
+} from "./waiters.js";
 
 export type { GiveBack, PoolEvents, PoolSettings } from "./pool-options.js";
 export { ServerList } from "./server-lists.js";
@@ -131,8 +138,11 @@ export class Pool {
     return this.lists.stateOf(conn);
   }
 
-  /** Asks for a server; the callback runs exactly once (unless the waiter is cancelled). */
-  checkout(callback: CheckoutCallback): Waiter {
+  /**
+   * Asks for a server; the callback runs exactly once (unless the wait is cancelled), before
+   * checkout() returns when a server was at hand.
+   */
+  checkout(callback: CheckoutCallback): CheckoutWait {
     const now = clock.now();
     this.lastUsedAt = now;
     // A pool that had servers and has none now, open or opening, with nobody waiting: this client
@@ -143,11 +153,29 @@ export class Pool {
       this.asleep = false;
       this.log.info({ pool: this.key }, "pool woken by a client");
     }
+    // The common case under load: nobody waits ahead and an idle server needs no check. It is
+    // lent at once, as dispatch() would, without a waiter or its query_wait_timeout timer.
+    const ready = this.waiters.size === 0 ? this.readyIdle(now) : null;
+    if (ready !== null) {
+      this.lists.moveTo(ready, ServerList.Active);
+      this.lent(ready, now, now);
+      callback(null, ready);
+      return ANSWERED;
+    }
     const waiter = this.waiters.add(callback, this.settings.queryWaitTimeoutMs, (w) =>
       this.expire(w),
     );
     this.dispatch();
     return waiter;
+  }
+
+  /** The idle server dispatch() would hand out next, when it can go as it is (else null). */
+  private readyIdle(now: number): BackendConnection | null {
+    if (this.closed || this.paused || this.maintaining.size > 0) return null;
+    const conn = this.idle[this.idle.length - 1];
+    if (conn === undefined || conn.isClosed || conn.bad || needsCheck(conn, this.settings, now))
+      return null;
+    return conn;
   }
 
   /**
@@ -310,14 +338,18 @@ export class Pool {
       return;
     }
     this.lists.moveTo(conn, ServerList.Active);
+    this.lent(conn, waiter.since, clock.now());
+    waiter.callback(null, conn);
+  }
+
+  /** `conn`, now active, goes to a client that asked at `since`. */
+  private lent(conn: BackendConnection, since: number, now: number): void {
     conn.bytesSent = 0;
-    const now = clock.now();
-    this.events.checkoutWaited(this, (now - waiter.since) / 1000);
+    this.events.checkoutWaited(this, (now - since) / 1000);
     if (this.wakeStartedAt !== null) {
       this.events.woke(this, (now - this.wakeStartedAt) / 1000);
       this.wakeStartedAt = null;
     }
-    waiter.callback(null, conn);
   }
 
   /** A server (in no list) is ready for the next client: handed out, made idle, or retired. */

@@ -10,8 +10,17 @@ export type CheckoutCallback = (
   conn: BackendConnection | null,
 ) => void;
 
-/** A client waiting for a server. `cancel()` withdraws it (the client left). */
-export class Waiter {
+/** What a checkout returns: `cancel()` withdraws it (the client left); done once answered. */
+export interface CheckoutWait {
+  readonly done: boolean;
+  cancel(): void;
+}
+
+/** A checkout answered before it returned: nothing to withdraw. */
+export const ANSWERED: CheckoutWait = Object.freeze({ done: true, cancel: () => {} });
+
+/** A client waiting for a server. */
+export class Waiter implements CheckoutWait {
   done = false;
   timer: clock.Timer | null = null;
   readonly since = clock.now();
