@@ -86,8 +86,10 @@ export class ServerLists {
       !this.maintainingSet.delete(conn) &&
       !this.connectingSet.delete(conn)
     ) {
+      // Idle servers leave from the end (LIFO): pop, not splice, on the hot path.
       const i = this.idleList.lastIndexOf(conn);
-      if (i >= 0) this.idleList.splice(i, 1);
+      if (i >= 0 && i === this.idleList.length - 1) this.idleList.pop();
+      else if (i >= 0) this.idleList.splice(i, 1);
     }
     switch (to) {
       case null:
@@ -96,7 +98,8 @@ export class ServerLists {
         // Ordered by idle time, most recent at the end: a checked server keeps its place.
         let i = this.idleList.length;
         while (i > 0 && this.idleList[i - 1].idleSince > conn.idleSince) i--;
-        this.idleList.splice(i, 0, conn);
+        if (i === this.idleList.length) this.idleList.push(conn);
+        else this.idleList.splice(i, 0, conn);
         return;
       }
       case ServerList.Active:
