@@ -8,7 +8,7 @@ import { run } from "../test/helpers/processes.js";
 import { openIdleClients } from "./idle-clients.js";
 import { runPgbench } from "./pgbench.js";
 import type { Target } from "./poolers.js";
-import { totalCpuMs, totalRssKiB } from "./procfs.js";
+import { machineTicks, stealPct, totalCpuMs, totalRssKiB } from "./procfs.js";
 import type { IdleResult, PrefilterResult, Sample, Scenario } from "./report.js";
 
 const PREFILTER = fileURLToPath(new URL("./sql-prefilter.js", import.meta.url));
@@ -26,6 +26,7 @@ export async function measure(
 ): Promise<Sample> {
   const pids = target.pids();
   const cpuBefore = pids.length ? totalCpuMs(pids) : Number.NaN;
+  const ticksBefore = machineTicks();
   const r = await runPgbench({
     port: target.port,
     user: c.superuser,
@@ -41,7 +42,7 @@ export async function measure(
     pgbench: join(pgBinDir(), "pgbench"),
   });
   const cpuMs = pids.length ? totalCpuMs(pids) - cpuBefore : Number.NaN;
-  return { ...r, cpuMs };
+  return { ...r, cpuMs, stealPct: stealPct(ticksBefore, machineTicks()) };
 }
 
 export function fmtSample(s: Sample): string {
@@ -49,7 +50,8 @@ export function fmtSample(s: Sample): string {
   const cpu = Number.isFinite(s.cpuMs)
     ? `, CPU ${((s.cpuMs / s.transactions) * 1000).toFixed(0)} ms/1k tx (${((100 * s.cpuMs) / s.wallMs).toFixed(0)}% of a core)`
     : "";
-  return `${s.tps.toFixed(0)} tps, p50 ${s.latencyP50Ms.toFixed(3)} ms, p99 ${s.latencyP99Ms.toFixed(2)} ms${cpu}`;
+  const steal = Number.isFinite(s.stealPct) ? `, steal ${s.stealPct.toFixed(0)}%` : "";
+  return `${s.tps.toFixed(0)} tps, p50 ${s.latencyP50Ms.toFixed(3)} ms, p99 ${s.latencyP99Ms.toFixed(2)} ms${cpu}${steal}`;
 }
 
 /**

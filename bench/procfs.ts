@@ -47,6 +47,33 @@ export function totalCpuMs(pids: readonly number[]): number {
   return sum;
 }
 
+/** The machine's CPU time so far (/proc/stat "cpu" line, in ticks): all of it, and stolen. */
+export interface MachineTicks {
+  total: number;
+  steal: number;
+}
+
+/**
+ * user + nice + system + idle + iowait + irq + softirq + steal, and steal: time the hypervisor ran
+ * someone else while one of our vCPUs wanted to run. On a shared VM it is what turns a quiet
+ * machine into a slow one from one minute to the next.
+ */
+export function machineTicks(): MachineTicks {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0];
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+  } catch {
+    return { total: 0, steal: 0 };
+  }
+}
+
+/** Percent of the machine's CPU time stolen between two readings (NaN when unknown). */
+export function stealPct(before: MachineTicks, after: MachineTicks): number {
+  const total = after.total - before.total;
+  return total > 0 ? (100 * (after.steal - before.steal)) / total : Number.NaN;
+}
+
 /** VmRSS of one process in KiB; 0 if it is gone. */
 export function rssKiB(pid: number): number {
   try {

@@ -271,6 +271,22 @@ function prefilterSection(r: BenchReport): string[] {
   ];
 }
 
+/**
+ * The run's steal, and how many pgbench samples lost more than 10 % of the machine: figures from
+ * a run with much steal compare poorly with another run's (within the run, interleaving spreads it).
+ */
+function stealLine(pct: number, r: BenchReport): string {
+  if (!Number.isFinite(pct)) return "unknown";
+  const per = [...r.cells.values()]
+    .flatMap((c) => c.samples.map((s) => s.stealPct))
+    .filter(Number.isFinite);
+  const over = per.filter((x) => x > 10).length;
+  const max = per.length > 0 ? Math.max(...per) : Number.NaN;
+  return per.length === 0
+    ? `${pct.toFixed(1)} %`
+    : `${pct.toFixed(1)} % (worst pgbench sample ${max.toFixed(0)} %; ${over} of ${per.length} samples above 10 %)`;
+}
+
 export function markdown(r: BenchReport): string {
   const m = r.machine;
   const lines: string[] = [];
@@ -280,6 +296,7 @@ export function markdown(r: BenchReport): string {
     `- Machine: ${m.cpus} CPUs (${m.cpuModel}), Linux ${m.kernel}`,
     `- Versions: Node ${m.node}; ${m.postgres}; ${m.pgbench}; ${m.pgbouncer}`,
     `- Load average before / after: ${m.loadBefore} / ${m.loadAfter}`,
+    `- CPU stolen by the hypervisor over the run: ${stealLine(m.stealPct, r)}`,
     `- Runs: ${r.reps} × ${r.seconds} s per (scenario, target), interleaved ${r.targets.join(" → ")} and repeated; medians shown, ranges in brackets`,
     `- Pool: ${r.poolSize} server connections per pooler, transaction mode; pgbench -i -s 10; pgbench -n --log (-j 2, or -j 1 at 1 and 4 clients)`,
     "",

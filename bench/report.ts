@@ -27,6 +27,8 @@ export interface Sample {
   /** The proxy's utime+stime during the run, ms (NaN for Postgres itself). */
   cpuMs: number;
   wallMs: number;
+  /** Percent of the machine's CPU time stolen by the hypervisor during the run (NaN: unknown). */
+  stealPct: number;
   error: string | null;
 }
 
@@ -58,6 +60,8 @@ export interface Machine {
   pgbouncer: string;
   loadBefore: string;
   loadAfter: string;
+  /** Percent of the machine's CPU time stolen by the hypervisor over the whole run. */
+  stealPct: number;
 }
 
 export interface SeedResults {

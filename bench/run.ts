@@ -33,6 +33,7 @@ import {
   startSidecar,
   type Target,
 } from "./poolers.js";
+import { machineTicks, stealPct } from "./procfs.js";
 import { formatProfile, summarizeProfile } from "./profile.js";
 import {
   type BenchReport,
@@ -83,6 +84,7 @@ async function machine(cluster: PgCluster): Promise<Machine> {
     pgbouncer: pgbouncerVersion(PGBOUNCER),
     loadBefore: loadavg(),
     loadAfter: "",
+    stealPct: Number.NaN,
   };
 }
 
@@ -205,6 +207,7 @@ async function main(): Promise<void> {
     return;
   }
   const m = await machine(c);
+  const ticksAtStart = machineTicks();
   const secret = (
     await c.query("SELECT rolpassword FROM pg_authid WHERE rolname = $1", [c.superuser])
   )[0].rolpassword as string;
@@ -366,6 +369,7 @@ async function main(): Promise<void> {
     prefilter = await measurePrefilter(o.prefilterCalls);
   }
   m.loadAfter = loadavg();
+  m.stealPct = stealPct(ticksAtStart, machineTicks());
 
   const report: BenchReport = {
     machine: m,
