@@ -180,29 +180,24 @@ describe("Pool", () => {
   });
 
   it("lends an idle server at once, without a waiter or timer, only when nobody waits ahead and no check is due", async () => {
-    const h = harness({ poolSize: 1, checkDelayMs: 5_000 });
-    const { conn } = await (async () => {
-      const a = h.checkout();
-      await tick();
-      return a;
-    })();
-    h.pool.giveBack(conn as StubServer, "clean");
+    const { h, conn } = await leased({ poolSize: 1, checkDelayMs: 5_000 });
+    h.pool.giveBack(conn, "clean");
     const timerStarts = vi.spyOn(globalThis, "setTimeout");
     let wait = h.pool.checkout(() => {});
     expect(wait.done).toBe(true); // answered before checkout() returned
     expect(timerStarts).not.toHaveBeenCalled(); // no query_wait_timeout timer was started
-    expect(h.pool.stateOf(conn as StubServer)).toBe("active");
+    expect(h.pool.stateOf(conn)).toBe("active");
     // With someone waiting, a server coming back goes to that waiter, never to a newcomer.
     const waiting = h.checkout();
     expect(waiting.done).toBe(false);
-    h.pool.giveBack(conn as StubServer, "clean");
+    h.pool.giveBack(conn, "clean");
     expect(waiting.conn).toBe(conn);
     // Past check_delay the idle server is checked first: the checkout waits for the check.
-    h.pool.giveBack(conn as StubServer, "clean");
+    h.pool.giveBack(conn, "clean");
     await tick(6_000);
     wait = h.pool.checkout(() => {});
     expect(wait.done).toBe(false);
-    expect(h.pool.stateOf(conn as StubServer)).toBe("checking");
+    expect(h.pool.stateOf(conn)).toBe("checking");
     wait.cancel();
   });
 
