@@ -12,6 +12,8 @@ import { machineTicks, stealPct, totalCpuMs, totalRssKiB } from "./procfs.js";
 import type { IdleResult, PrefilterResult, Sample, Scenario } from "./report.js";
 
 const PREFILTER = fileURLToPath(new URL("./sql-prefilter.js", import.meta.url));
+/** How long the idle clients are held while the pooler's own CPU is read. */
+const IDLE_CPU_SECONDS = 5;
 
 export function log(line: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -80,6 +82,12 @@ export async function idleTest(target: Target, count: number, c: PgCluster): Pro
   // Let the pooler settle (timers, lazily freed login state), holding the clients a while.
   await new Promise((r) => setTimeout(r, 3000));
   const after = totalRssKiB(pids);
+  // What the pooler spends with nothing to do: its timers, housekeeping and GC, per second.
+  const cpuBefore = totalCpuMs(pids);
+  await new Promise((r) => setTimeout(r, IDLE_CPU_SECONDS * 1000));
+  const idleCpuMsPerS = pids.length
+    ? (totalCpuMs(pids) - cpuBefore) / IDLE_CPU_SECONDS
+    : Number.NaN;
   const probe = await clients.probe(Math.max(1, Math.floor(count / 100)), 10_000);
   const result: IdleResult = {
     target: target.name,
@@ -92,6 +100,7 @@ export async function idleTest(target: Target, count: number, c: PgCluster): Pro
     probeAnswered: probe.answered,
     rssBeforeKiB: before,
     rssAfterKiB: after,
+    idleCpuMsPerS,
   };
   clients.close();
   first.close();

@@ -209,6 +209,7 @@ function idleSection(r: BenchReport): string[] {
     f(i.rssBeforeKiB),
     f(i.rssAfterKiB),
     `${f(perClientKiB(i), 2)} KiB`,
+    Number.isFinite(i.idleCpuMsPerS) ? f(i.idleCpuMsPerS, 1) : "–",
     i.failed + i.dropped === 0 && i.probeAnswered === i.probeAsked
       ? `none (${i.probeAnswered}/${i.probeAsked} probes answered)`
       : `${i.failed} failed, ${i.dropped} dropped, ${i.probeAnswered}/${i.probeAsked} probes${i.firstError ? `: ${i.firstError}` : ""}`,
@@ -224,9 +225,10 @@ function idleSection(r: BenchReport): string[] {
         "RSS before (KiB)",
         "RSS after (KiB)",
         "RSS per idle client",
+        "CPU while idle (ms/s)",
         "Errors",
       ],
-      "lrrrrrl",
+      "lrrrrrrl",
       rows,
     ),
     "",

@@ -47,6 +47,11 @@ export interface IdleResult {
   probeAnswered: number;
   rssBeforeKiB: number;
   rssAfterKiB: number;
+  /**
+   * The pooler's CPU (utime + stime) per second while the clients sat idle, over IDLE_CPU_SECONDS
+   * after the RSS reading: timers and housekeeping that run with nothing to do (NaN: unknown).
+   */
+  idleCpuMsPerS: number;
 }
 
 export interface Machine {

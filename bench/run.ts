@@ -161,7 +161,7 @@ function notes(o: Options, seed: SeedResults | null): string[] {
   const out = [
     "The machine is shared (other test suites may run at the same time), and pgbench, Postgres and the pooler share its cores: single runs vary by 10–20 %. Runs are interleaved so that slow periods hit every target alike; compare ratios within this run, not with other machines.",
     "proxy CPU = utime + stime of the pooler's processes (/proc/PID/stat, all threads) over the run, divided by the transactions pgbench processed (ms per 1k transactions = µs per transaction).",
-    "RSS per idle client = (VmRSS with the clients logged in and idle 3 s − VmRSS before) / clients, on a freshly started pooler that has logged in one client first. The clients are raw sockets with a SCRAM login (bench/idle-clients.ts); every 100th is then asked `SELECT 1` to prove it is still served.",
+    "RSS per idle client = (VmRSS with the clients logged in and idle 3 s − VmRSS before) / clients, on a freshly started pooler that has logged in one client first. The clients are raw sockets with a SCRAM login (bench/idle-clients.ts); every 100th is then asked `SELECT 1` to prove it is still served. CPU while idle = the pooler's utime + stime over the next 5 s with those clients connected and silent, per second (timers, housekeeping, GC right after the burst of logins).",
     "pgsidecar runs with its defaults besides the flags in bench/poolers.ts (retry = safe, so replies are held until ReadyForQuery, max_prepared_statements = 500).",
   ];
   if (o.baseline)
