@@ -17,7 +17,7 @@ import { BackendCode, TxStatus } from "../protocol/codes.js";
 import { FrameScanner, type FrameSink, streamedCodes } from "../protocol/frame-scanner.js";
 import * as msg from "../protocol/messages.js";
 import { Action } from "./expected-responses.js";
-import { type BackendOptions, ServerLogin } from "./server-login.js";
+import { type BackendOptions, isCertificateError, ServerLogin } from "./server-login.js";
 import { errorCodeIs, isFatal, namesServerStatement } from "./server-messages.js";
 import { ServerSession } from "./server-session.js";
 import { roleFits, serverRole } from "./upstream.js";
@@ -457,9 +457,8 @@ export class BackendConnection extends ServerSession implements FrameSink {
         ? `${err.code ?? ""} ${err.message}`.trim()
         : "server closed the connection";
       // A certificate that fails verification will fail again: report it at once, no backoff.
-      const tlsVerify = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err?.code ?? "");
       const failure = proxyError(
-        tlsVerify ? ProxyErrorReason.TlsVerify : ProxyErrorReason.ConnectFailed,
+        isCertificateError(err) ? ProxyErrorReason.TlsVerify : ProxyErrorReason.ConnectFailed,
         `could not connect to server: ${detail}`,
       );
       if (err) failure.cause = err; // its code names the connect-failure reason

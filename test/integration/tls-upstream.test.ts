@@ -101,6 +101,12 @@ describe("TLS upstream and client-facing", () => {
       expect(err.code).toMatch(/^08/);
       expect(err.message).toMatch(/certificate/i);
     }
+    // Counted as a TLS failure (the certificate's error code), not as a refused connection.
+    const metrics = await p.proxy.metrics.registry.metrics();
+    expect(metrics).toMatch(
+      /pgsidecar_upstream_connect_failures_total\{[^}]*reason="tls"[^}]*\} [1-9]/,
+    );
+    expect(metrics).not.toMatch(/pgsidecar_upstream_connect_failures_total\{[^}]*reason="refused"/);
     expect(p.proxy.listening).toBe(true);
   });
 
