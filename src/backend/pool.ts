@@ -169,13 +169,20 @@ export class Pool {
     return waiter;
   }
 
-  /** The idle server dispatch() would hand out next, when it can go as it is (else null). */
+  /**
+   * The idle server dispatch() would lend a first waiter, when it can go as it is (else null):
+   * the pool open, not paused, no check promised to a waiter, and the newest idle server ready.
+   */
   private readyIdle(now: number): BackendConnection | null {
     if (this.closed || this.paused || this.maintaining.size > 0) return null;
     const conn = this.idle[this.idle.length - 1];
-    if (conn === undefined || conn.isClosed || conn.bad || needsCheck(conn, this.settings, now))
-      return null;
-    return conn;
+    return conn !== undefined && this.idleUse(conn, now) === "lend" ? conn : null;
+  }
+
+  /** What an idle server is fit for when a client needs one: closed, checked first, or lent. */
+  private idleUse(conn: BackendConnection, now: number): "close" | "check" | "lend" {
+    if (conn.isClosed || conn.bad) return "close";
+    return needsCheck(conn, this.settings, now) ? "check" : "lend";
   }
 
   /**
@@ -308,15 +315,10 @@ export class Pool {
       while (this.waiters.size > this.maintaining.size && this.idle.length > 0) {
         const conn = this.idle[this.idle.length - 1];
         this.lists.moveTo(conn, null);
-        if (conn.isClosed || conn.bad) {
-          conn.destroy(conn.closeReason ?? DisconnectReason.Network);
-          continue;
-        }
-        if (needsCheck(conn, this.settings, clock.now())) {
-          this.check(conn);
-          continue;
-        }
-        this.handOut(conn);
+        const use = this.idleUse(conn, clock.now());
+        if (use === "close") conn.destroy(conn.closeReason ?? DisconnectReason.Network);
+        else if (use === "check") this.check(conn);
+        else this.handOut(conn);
       }
     }
     const wanted = Math.max(
