@@ -183,6 +183,7 @@ export class ClientWire {
   /** Drops the socket at once (the last resort after a failed close). */
   destroy(): void {
     this.ended = true;
+    this.first = null; // never sent: the socket is gone
     this.socket.destroy();
   }
 

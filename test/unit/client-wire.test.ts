@@ -99,4 +99,21 @@ describe("ClientWire", () => {
     await p.ended;
     expect(p.received()).toBe("last words");
   });
+
+  it("destroy() drops what is held: nothing reaches the client, a later flush() writes nothing", async () => {
+    const p = await pair();
+    const writes: Buffer[] = [];
+    const socket = (p.wire as unknown as { socket: net.Socket }).socket;
+    const write = socket.write.bind(socket);
+    socket.write = ((b: Buffer) => {
+      writes.push(b);
+      return write(b);
+    }) as typeof socket.write;
+    p.wire.write(b("held"));
+    p.wire.destroy();
+    p.wire.flush();
+    await p.ended.catch(() => {});
+    expect(writes).toEqual([]);
+    expect(p.received()).toBe("");
+  });
 });
