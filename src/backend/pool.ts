@@ -53,7 +53,7 @@ const UNEXPECTED_LOSS = new Set<DisconnectReason>([
 export class Pool {
   /** Where each server is: changed only by its moveTo(). */
   private readonly lists = new ServerLists();
-  private readonly waiters = new WaitQueue();
+  private readonly waiters = new WaitQueue((w) => this.expire(w));
   paused = false;
   /** Set by RECONNECT: servers older than this are retired at their next release. */
   private retireBefore = 0;
@@ -162,9 +162,7 @@ export class Pool {
       callback(null, ready);
       return ANSWERED;
     }
-    const waiter = this.waiters.add(callback, this.settings.queryWaitTimeoutMs, (w) =>
-      this.expire(w),
-    );
+    const waiter = this.waiters.add(callback, this.settings.queryWaitTimeoutMs);
     this.dispatch();
     return waiter;
   }
@@ -385,14 +383,12 @@ export class Pool {
     else this.lists.moveTo(conn, ServerList.Idle);
   }
 
+  /** A waiter's query_wait_timeout passed (the queue has let it go). */
   private expire(waiter: Waiter): void {
-    if (waiter.done) return;
-    waiter.cancel();
     waiter.callback(
       waitTimeoutError(this.settings.queryWaitTimeoutMs, this.upstream.lastError),
       null,
     );
-    this.waiters.peek(); // drops expired waiters from the head of the queue
   }
 
   // --- checks and resets -----------------------------------------------------------------------

@@ -22,38 +22,83 @@ export const ANSWERED: CheckoutWait = Object.freeze({ done: true, cancel: () => 
 /** A client waiting for a server. */
 export class Waiter implements CheckoutWait {
   done = false;
-  timer: clock.Timer | null = null;
   readonly since = clock.now();
   constructor(
     readonly callback: CheckoutCallback,
-    private readonly onDone: () => void,
+    /** When query_wait_timeout ends its wait (Infinity: never). */
+    readonly deadline: number,
+    private readonly queue: WaitQueue,
   ) {}
   cancel(): void {
     if (this.done) return;
     this.done = true;
-    clock.cancel(this.timer);
-    this.onDone();
+    this.queue.left();
   }
 }
 
-/** Waiters in arrival order; a withdrawn or expired one is skipped, not spliced out. */
+/**
+ * Waiters in arrival order; a withdrawn or expired one is skipped, not spliced out. One timer
+ * serves the whole queue, armed for the earliest deadline: a waiter costs no timer of its own,
+ * and most are served long before theirs.
+ */
 export class WaitQueue {
   private waiters: Waiter[] = [];
   private head = 0;
   /** Waiters not yet served, expired or cancelled. */
   private live = 0;
+  private timer: clock.Timer | null = null;
+  /** When the timer fires (Infinity: not armed). */
+  private timerAt = Number.POSITIVE_INFINITY;
+
+  /** `expire` answers a waiter whose query_wait_timeout passed (it is already out of the queue). */
+  constructor(private readonly expire: (w: Waiter) => void) {}
 
   get size(): number {
     return this.live;
   }
 
-  /** Queues a client; `expire` runs if it is still waiting after `timeoutMs` (0: never). */
-  add(callback: CheckoutCallback, timeoutMs: number, expire: (w: Waiter) => void): Waiter {
-    const waiter = new Waiter(callback, () => this.live--);
+  /** Queues a client; it expires if it is still waiting after `timeoutMs` (0: never). */
+  add(callback: CheckoutCallback, timeoutMs: number): Waiter {
+    const now = clock.now();
+    const deadline = timeoutMs > 0 ? now + timeoutMs : Number.POSITIVE_INFINITY;
+    const waiter = new Waiter(callback, deadline, this);
     this.live++;
-    if (timeoutMs > 0) waiter.timer = clock.after(timeoutMs, () => expire(waiter));
     this.waiters.push(waiter);
+    // Deadlines grow with arrival unless a reload shortened query_wait_timeout.
+    if (deadline < this.timerAt) this.arm(deadline, now);
     return waiter;
+  }
+
+  /** A waiter was served, withdrawn or expired. */
+  left(): void {
+    this.live--;
+  }
+
+  private arm(at: number, now: number): void {
+    clock.cancel(this.timer);
+    this.timerAt = at;
+    this.timer = clock.after(Math.max(0, at - now), () => this.onTimer());
+  }
+
+  /** Expires every waiter past its deadline, and arms the timer for the earliest one left. */
+  private onTimer(): void {
+    this.timer = null;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    const now = clock.now();
+    const expired: Waiter[] = [];
+    let next = Number.POSITIVE_INFINITY;
+    for (let i = this.head; i < this.waiters.length; i++) {
+      const w = this.waiters[i];
+      if (w.done) continue;
+      if (w.deadline <= now) {
+        w.cancel();
+        expired.push(w);
+      } else if (w.deadline < next) next = w.deadline;
+    }
+    if (next < this.timerAt) this.arm(next, now);
+    this.peek(); // drops expired waiters from the head of the queue
+    // Answered last: a callback may queue or take waiters.
+    for (const w of expired) this.expire(w);
   }
 
   /** The oldest waiter's wait so far, in ms (SHOW POOLS maxwait). */
@@ -78,7 +123,7 @@ export class WaitQueue {
     return null;
   }
 
-  /** The oldest live waiter, taken out of the queue (its timer stopped). */
+  /** The oldest live waiter, taken out of the queue. */
   take(): Waiter | null {
     const w = this.peek();
     if (w === null) return null;
