@@ -30,6 +30,10 @@ Options:
   --workers <n>       Also run pgsidecar as a node:cluster of n workers (target "pgsidecar×n")
   --worker-pool-size <n>  Pool size of each worker (default: pool size / workers, rounded up)
   --pool-size <n>     Server connections per pooler (default 20)
+  --max-steal <pct>   A round (each target once) in which a sample lost more than this share of the
+                      machine to the hypervisor (/proc/stat steal) is taken again (default 5)
+  --steal-retakes <n> At most this many retakes per round; the least disturbed take is kept
+                      (default 2; --quick: 0)
   --threads <n>       pgbench -j for the 32- and 200-client scenarios (default 2; latency ones: 1)
   --seed-tasks <n>    Concurrent tasks of the seed workload (default 20)
   --seed-think-ms <ms>  Mean pause between a seed task's calls (default 0: throughput)
@@ -63,6 +67,9 @@ export interface Options {
   workers: number;
   workerPoolSize: number;
   poolSize: number;
+  /** A round with a sample above this steal (%) is taken again, at most stealRetakes times. */
+  maxStealPct: number;
+  stealRetakes: number;
   threads: number;
   /** Another build's dist/cli.js to run beside this one, and its target's label. */
   compare: { cli: string; label: string } | null;
@@ -85,6 +92,8 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): Options {
       workers: { type: "string" },
       "worker-pool-size": { type: "string" },
       "pool-size": { type: "string" },
+      "max-steal": { type: "string" },
+      "steal-retakes": { type: "string" },
       threads: { type: "string" },
       "seed-tasks": { type: "string" },
       "seed-think-ms": { type: "string" },
@@ -139,6 +148,8 @@ export function parseOptions(argv: string[] = process.argv.slice(2)): Options {
       1,
     ),
     poolSize,
+    maxStealPct: int(values["max-steal"], 5, "max-steal", 0),
+    stealRetakes: int(values["steal-retakes"], quick ? 0 : 2, "steal-retakes", 0),
     threads: int(values.threads, 2, "threads", 1),
     compare: compareBuild(values.compare, values["compare-label"]),
     profile: values.profile === true,

@@ -16,6 +16,7 @@ import {
   seedSummary,
   table,
 } from "./report.js";
+import { retakeLine } from "./rounds.js";
 
 /** Throughput and CPU: every pgbench scenario, every target, against relay, PgBouncer and direct. */
 function throughputSection(r: BenchReport): string[] {
@@ -299,6 +300,7 @@ export function markdown(r: BenchReport): string {
     `- Versions: Node ${m.node}; ${m.postgres}; ${m.pgbench}; ${m.pgbouncer}`,
     `- Load average before / after: ${m.loadBefore} / ${m.loadAfter}`,
     `- CPU stolen by the hypervisor over the run: ${stealLine(m.stealPct, r)}`,
+    `- Disturbed rounds: ${retakeLine(r.retakes)}`,
     `- Runs: ${r.reps} × ${r.seconds} s per (scenario, target), interleaved ${r.targets.join(" → ")} and repeated; medians shown, ranges in brackets`,
     `- Pool: ${r.poolSize} server connections per pooler, transaction mode; pgbench -i -s 10; pgbench -n --log (-j 2, or -j 1 at 1 and 4 clients)`,
     "",

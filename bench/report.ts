@@ -1,6 +1,7 @@
 // The benchmark's results and what is derived from them: medians, ratios, Markdown tables. The
 // report's sections are laid out in report-sections.ts, the targets checked in checks.ts.
 
+import type { RetakeTally } from "./rounds.js";
 import type { SeedSample } from "./seed.js";
 
 export interface Scenario {
@@ -107,6 +108,8 @@ export interface BenchReport {
   idle: IdleResult[];
   seed: SeedResults | null;
   prefilter: PrefilterResult | { error: string } | null;
+  /** Rounds taken again because the hypervisor stole too much of the machine (bench/rounds.ts). */
+  retakes: RetakeTally;
   notes: string[];
 }
 

@@ -41,11 +41,13 @@ import {
   cellKey,
   type IdleResult,
   type Machine,
+  type Sample,
   type SeedResults,
 } from "./report.js";
 import { markdown } from "./report-sections.js";
+import { newTally, steadyRound } from "./rounds.js";
 import { SCENARIOS } from "./scenarios.js";
-import { createSeedSchema, runSeed, seedUnavailable } from "./seed.js";
+import { createSeedSchema, runSeed, type SeedSample, seedUnavailable } from "./seed.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PGBOUNCER = "/usr/sbin/pgbouncer";
@@ -303,15 +305,27 @@ async function main(): Promise<void> {
   }
 
   const cells = new Map<string, Cell>();
+  const retakes = newTally(o.maxStealPct, o.stealRetakes);
   for (const s of o.scenarios) {
     for (let rep = 1; rep <= o.reps; rep++) {
-      for (const t of targets) {
-        const sample = await measure(t, s, c, { ...pgbench, seconds: o.seconds });
+      const round = await steadyRound(
+        async () => {
+          const samples: Sample[] = [];
+          for (const t of targets) {
+            const sample = await measure(t, s, c, { ...pgbench, seconds: o.seconds });
+            samples.push(sample);
+            log(`${s.id} #${rep} ${t.name}: ${fmtSample(sample)}`);
+          }
+          return samples;
+        },
+        retakes,
+        (line) => log(`${s.id} #${rep}: ${line}`),
+      );
+      targets.forEach((t, i) => {
         const key = cellKey(s.id, t.name);
         if (!cells.has(key)) cells.set(key, { samples: [] });
-        cells.get(key)?.samples.push(sample);
-        log(`${s.id} #${rep} ${t.name}: ${fmtSample(sample)}`);
-      }
+        cells.get(key)?.samples.push(round[i]);
+      });
     }
   }
 
@@ -340,14 +354,25 @@ async function main(): Promise<void> {
       log(`seed warm-up ${t.name}: ${warm.ok ? `${warm.opsPerS.toFixed(0)} ops/s` : warm.error}`);
     }
     for (let rep = 1; rep <= o.reps; rep++) {
-      for (const t of seedTargets) {
-        const sample = await seedRun(t, o.seconds);
-        if (!seed.samples.has(t.name)) seed.samples.set(t.name, []);
-        seed.samples.get(t.name)?.push(sample);
-        log(
-          `seed #${rep} ${t.name}: ${sample.ok ? `${sample.opsPerS.toFixed(0)} ops/s, p50 ${sample.p50Ms} ms, p99 ${sample.p99Ms} ms, ${sample.errors} errors` : `FAILED: ${sample.error}`}`,
-        );
-      }
+      const round = await steadyRound(
+        async () => {
+          const samples: SeedSample[] = [];
+          for (const t of seedTargets) {
+            const sample = await seedRun(t, o.seconds);
+            samples.push(sample);
+            log(
+              `seed #${rep} ${t.name}: ${sample.ok ? `${sample.opsPerS.toFixed(0)} ops/s, p50 ${sample.p50Ms} ms, p99 ${sample.p99Ms} ms, ${sample.errors} errors, steal ${sample.stealPct.toFixed(0)}%` : `FAILED: ${sample.error}`}`,
+            );
+          }
+          return samples;
+        },
+        retakes,
+        (line) => log(`seed #${rep}: ${line}`),
+      );
+      seedTargets.forEach((t, i) => {
+        if (!seed?.samples.has(t.name)) seed?.samples.set(t.name, []);
+        seed?.samples.get(t.name)?.push(round[i]);
+      });
     }
   }
   for (const t of new Set([...targets, ...seedTargets])) await t.stop();
@@ -383,6 +408,7 @@ async function main(): Promise<void> {
     idle,
     seed,
     prefilter,
+    retakes,
     notes: notes(o, seed),
   };
   const md = markdown(report);

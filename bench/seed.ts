@@ -11,7 +11,7 @@ import { SCHEMA } from "../demo/checkpointer-sql.js";
 import type { ProgressEvent } from "../demo/workload-events.js";
 import type { PgCluster } from "../test/helpers/pg-cluster.js";
 import { run, SYSTEM_PYTHON } from "../test/helpers/processes.js";
-import { totalCpuMs } from "./procfs.js";
+import { machineTicks, stealPct, totalCpuMs } from "./procfs.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const SEED_WORKLOAD = join(ROOT, "demo", "checkpointer_workload.py");
@@ -30,6 +30,8 @@ export interface SeedSample {
   failed: number;
   /** The proxy's utime+stime during the run, ms (NaN for Postgres itself). */
   cpuMs: number;
+  /** Percent of the machine's CPU time stolen by the hypervisor during the run (NaN: unknown). */
+  stealPct: number;
   error: string | null;
 }
 
@@ -70,6 +72,7 @@ export async function runSeed(r: SeedRun): Promise<SeedSample> {
   await c.query("TRUNCATE checkpoints, checkpoint_blobs, checkpoint_writes");
   const dsn = `postgresql://${encodeURIComponent(c.superuser)}:${encodeURIComponent(c.password)}@127.0.0.1:${r.port}/postgres?sslmode=disable&connect_timeout=10`;
   const cpuBefore = r.pids.length ? totalCpuMs(r.pids) : Number.NaN;
+  const ticksBefore = machineTicks();
   const res = await run(
     SYSTEM_PYTHON,
     [
@@ -80,6 +83,7 @@ export async function runSeed(r: SeedRun): Promise<SeedSample> {
     { env: pythonEnv(), cwd: ROOT, timeoutMs: (r.seconds + GRACE_S + 45) * 1000 },
   );
   const cpuMs = r.pids.length ? totalCpuMs(r.pids) - cpuBefore : Number.NaN;
+  const steal = stealPct(ticksBefore, machineTicks());
   let done: ProgressEvent | null = null;
   let firstError: string | null = null;
   for (const line of res.stdout.split("\n")) {
@@ -102,6 +106,7 @@ export async function runSeed(r: SeedRun): Promise<SeedSample> {
     errors: 0,
     failed: 0,
     cpuMs,
+    stealPct: steal,
     error: null,
   };
   if (!done) {
@@ -120,6 +125,7 @@ export async function runSeed(r: SeedRun): Promise<SeedSample> {
     errors: done.errors,
     failed: done.failed,
     cpuMs,
+    stealPct: steal,
     error: lost
       ? `${done.failed} calls lost${done.unfinished_tasks ? `, ${done.unfinished_tasks} tasks unfinished` : ""}${firstError ? `; first error: ${firstError}` : ""}`
       : firstError,
