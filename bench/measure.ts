@@ -59,9 +59,17 @@ export function fmtSample(s: Sample): string {
 /**
  * Opens `count` idle clients through a freshly started pooler and reads its RSS before and after.
  * One client logs in first and stays (not counted), so the pool's first server login and the
- * pooler's lazily initialised code are in the "before" figure.
+ * pooler's lazily initialised code are in the "before" figure. Both readings wait `settleSeconds`
+ * after the last login: a Node pooler's heap keeps the garbage of a burst of logins (and of its
+ * start) until V8's memory reducer runs, about 8 s later, and a reading before that moves the
+ * figure by 10 MB either way (-11 to +7.5 KiB per client at 1,000 in one run).
  */
-export async function idleTest(target: Target, count: number, c: PgCluster): Promise<IdleResult> {
+export async function idleTest(
+  target: Target,
+  count: number,
+  c: PgCluster,
+  settleSeconds: number,
+): Promise<IdleResult> {
   const pids = target.pids();
   const login = {
     port: target.port,
@@ -71,7 +79,7 @@ export async function idleTest(target: Target, count: number, c: PgCluster): Pro
   };
   const first = await openIdleClients(login, 1);
   await first.probe(1, 10_000);
-  await new Promise((r) => setTimeout(r, 2000));
+  await new Promise((r) => setTimeout(r, settleSeconds * 1000));
   const before = totalRssKiB(pids);
   const started = performance.now();
   const clients = await openIdleClients(login, count);
@@ -80,7 +88,7 @@ export async function idleTest(target: Target, count: number, c: PgCluster): Pro
       (clients.failed ? ` (${clients.failed} failed: ${clients.firstError})` : ""),
   );
   // Let the pooler settle (timers, lazily freed login state), holding the clients a while.
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, settleSeconds * 1000));
   const after = totalRssKiB(pids);
   // What the pooler spends with nothing to do: its timers, housekeeping and GC, per second.
   const cpuBefore = totalCpuMs(pids);

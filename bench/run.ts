@@ -53,6 +53,8 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PGBOUNCER = "/usr/sbin/pgbouncer";
 /** The seed's psycopg pool max_size: in session mode PgBouncer needs a server per client. */
 const SEED_SESSION_POOL = 30;
+/** Seconds the idle test waits before each RSS reading (past V8's memory reducer; see idleTest). */
+const IDLE_SETTLE_SECONDS = 12;
 
 function sh(cmd: string, args: string[]): string {
   try {
@@ -285,7 +287,8 @@ async function main(): Promise<void> {
   const total =
     o.scenarios.length * targets.length * o.reps * (o.seconds + 0.5) +
     seedTargets.length * o.reps * (o.seconds + 1) +
-    o.idle.length * poolers.length * (10 + o.idle.reduce((a, b) => a + b, 0) / 500) +
+    o.idle.length * poolers.length * (10 + (o.quick ? 0 : 2 * IDLE_SETTLE_SECONDS)) +
+    (poolers.length * o.idle.reduce((a, b) => a + b, 0)) / 500 +
     (o.prefilterCalls > 0 ? 20 : 0);
   log(`about ${total < 120 ? `${Math.ceil(total)} s` : `${Math.ceil(total / 60)} min`} ahead`);
   const watchdog = setTimeout(
@@ -382,7 +385,7 @@ async function main(): Promise<void> {
     for (const p of poolers) {
       const t = await p.start();
       try {
-        idle.push(await idleTest(t, count, c));
+        idle.push(await idleTest(t, count, c, o.quick ? 3 : IDLE_SETTLE_SECONDS));
       } finally {
         await t.stop();
       }
