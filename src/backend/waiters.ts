@@ -22,9 +22,10 @@ export const ANSWERED: CheckoutWait = Object.freeze({ done: true, cancel: () => 
 /** A client waiting for a server. */
 export class Waiter implements CheckoutWait {
   done = false;
-  readonly since = clock.now();
   constructor(
     readonly callback: CheckoutCallback,
+    /** When the client began to wait (epoch ms). */
+    readonly since: number,
     /** When query_wait_timeout ends its wait (Infinity: never). */
     readonly deadline: number,
     private readonly queue: WaitQueue,
@@ -61,7 +62,7 @@ export class WaitQueue {
   add(callback: CheckoutCallback, timeoutMs: number): Waiter {
     const now = clock.now();
     const deadline = timeoutMs > 0 ? now + timeoutMs : Number.POSITIVE_INFINITY;
-    const waiter = new Waiter(callback, deadline, this);
+    const waiter = new Waiter(callback, now, deadline, this);
     this.live++;
     this.waiters.push(waiter);
     // Deadlines grow with arrival unless a reload shortened query_wait_timeout.
