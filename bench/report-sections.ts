@@ -210,6 +210,7 @@ function idleSection(r: BenchReport): string[] {
     f(i.rssBeforeKiB),
     f(i.rssAfterKiB),
     `${f(perClientKiB(i), 2)} KiB`,
+    i.opened > 0 ? `${f((i.rssPeakKiB - i.rssBeforeKiB) / i.opened, 2)} KiB` : "–",
     Number.isFinite(i.idleCpuMsPerS) ? f(i.idleCpuMsPerS, 1) : "–",
     i.failed + i.dropped === 0 && i.probeAnswered === i.probeAsked
       ? `none (${i.probeAnswered}/${i.probeAsked} probes answered)`
@@ -224,12 +225,13 @@ function idleSection(r: BenchReport): string[] {
         "Clients",
         "Logged in",
         "RSS before (KiB)",
-        "RSS after (KiB)",
+        "RSS after the hold (KiB)",
         "RSS per idle client",
+        "at the peak",
         "CPU while idle (ms/s)",
         "Errors",
       ],
-      "lrrrrrrl",
+      "lrrrrrrrl",
       rows,
     ),
     "",

@@ -47,7 +47,10 @@ export interface IdleResult {
   probeAsked: number;
   probeAnswered: number;
   rssBeforeKiB: number;
+  /** RSS at the end of the hold (the steady state). */
   rssAfterKiB: number;
+  /** The highest RSS read during the hold (right after the logins, before the garbage goes). */
+  rssPeakKiB: number;
   /**
    * The pooler's CPU (utime + stime) per second while the clients sat idle, over IDLE_CPU_SECONDS
    * after the RSS reading: timers and housekeeping that run with nothing to do (NaN: unknown).

@@ -53,8 +53,9 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PGBOUNCER = "/usr/sbin/pgbouncer";
 /** The seed's psycopg pool max_size: in session mode PgBouncer needs a server per client. */
 const SEED_SESSION_POOL = 30;
-/** Seconds the idle test waits before each RSS reading (past V8's memory reducer; see idleTest). */
+/** The idle test's wait before its first RSS reading, and how long it holds the clients (idleTest). */
 const IDLE_SETTLE_SECONDS = 12;
+const IDLE_HOLD_SECONDS = 60;
 
 function sh(cmd: string, args: string[]): string {
   try {
@@ -165,7 +166,7 @@ function notes(o: Options, seed: SeedResults | null): string[] {
   const out = [
     "The machine is shared (other test suites may run at the same time), and pgbench, Postgres and the pooler share its cores: single runs vary by 10–20 %. Runs are interleaved so that slow periods hit every target alike; compare ratios within this run, not with other machines.",
     "proxy CPU = utime + stime of the pooler's processes (/proc/PID/stat, all threads) over the run, divided by the transactions pgbench processed (ms per 1k transactions = µs per transaction).",
-    `RSS per idle client = (VmRSS with the clients logged in and idle ${o.quick ? 3 : IDLE_SETTLE_SECONDS} s − VmRSS ${o.quick ? 3 : IDLE_SETTLE_SECONDS} s after a first client logged in) / clients, on a freshly started pooler; both readings wait past V8's memory reducer (about 8 s after a burst of work) in a full run. The clients are raw sockets with a SCRAM login (bench/idle-clients.ts); every 100th is then asked \`SELECT 1\` to prove it is still served. CPU while idle = the pooler's utime + stime over the next 5 s with those clients connected and silent, per second (timers, housekeeping, GC right after the burst of logins).`,
+    `RSS per idle client = (VmRSS after the clients logged in and were held ${o.quick ? 3 : IDLE_HOLD_SECONDS} s − VmRSS ${o.quick ? 3 : IDLE_SETTLE_SECONDS} s after a first client logged in) / clients, on a freshly started pooler; "at the peak" uses the highest VmRSS read (every second) during the hold instead. A Node pooler keeps a burst of logins' garbage until V8's memory reducer runs, 7–30 s later: the held figure is the steady state, the peak what a memory limit must allow for. The clients are raw sockets with a SCRAM login (bench/idle-clients.ts); every 100th is then asked \`SELECT 1\` to prove it is still served. CPU while idle = the pooler's utime + stime over the next 5 s with those clients connected and silent, per second (timers, housekeeping, GC right after the burst of logins).`,
     "pgsidecar runs with its defaults besides the flags in bench/poolers.ts (retry = safe, so replies are held until ReadyForQuery, max_prepared_statements = 500).",
   ];
   if (o.baseline)
@@ -287,7 +288,9 @@ async function main(): Promise<void> {
   const total =
     o.scenarios.length * targets.length * o.reps * (o.seconds + 0.5) +
     seedTargets.length * o.reps * (o.seconds + 1) +
-    o.idle.length * poolers.length * (10 + (o.quick ? 0 : 2 * IDLE_SETTLE_SECONDS)) +
+    o.idle.length *
+      poolers.length *
+      (10 + (o.quick ? 0 : IDLE_SETTLE_SECONDS + IDLE_HOLD_SECONDS)) +
     (poolers.length * o.idle.reduce((a, b) => a + b, 0)) / 500 +
     (o.prefilterCalls > 0 ? 20 : 0);
   log(`about ${total < 120 ? `${Math.ceil(total)} s` : `${Math.ceil(total / 60)} min`} ahead`);
@@ -385,7 +388,12 @@ async function main(): Promise<void> {
     for (const p of poolers) {
       const t = await p.start();
       try {
-        idle.push(await idleTest(t, count, c, o.quick ? 3 : IDLE_SETTLE_SECONDS));
+        idle.push(
+          await idleTest(t, count, c, {
+            settleSeconds: o.quick ? 3 : IDLE_SETTLE_SECONDS,
+            holdSeconds: o.quick ? 3 : IDLE_HOLD_SECONDS,
+          }),
+        );
       } finally {
         await t.stop();
       }
