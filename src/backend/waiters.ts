@@ -50,6 +50,13 @@ export class WaitQueue {
   private timer: clock.Timer | null = null;
   /** When the timer fires (Infinity: not armed). */
   private timerAt = Number.POSITIVE_INFINITY;
+  /**
+   * Deadlines grow with arrival (the usual case): the timer then looks at the due waiters and the
+   * first one not due, never the whole queue. False after a reload shortened query_wait_timeout
+   * with clients waiting, until the queue empties.
+   */
+  private inOrder = true;
+  private lastDeadline = Number.NEGATIVE_INFINITY;
 
   /** `expire` answers a waiter whose query_wait_timeout passed (it is already out of the queue). */
   constructor(private readonly expire: (w: Waiter) => void) {}
@@ -65,7 +72,8 @@ export class WaitQueue {
     const waiter = new Waiter(callback, now, deadline, this);
     this.live++;
     this.waiters.push(waiter);
-    // Deadlines grow with arrival unless a reload shortened query_wait_timeout.
+    if (deadline < this.lastDeadline) this.inOrder = false;
+    else this.lastDeadline = deadline;
     if (deadline < this.timerAt) this.arm(deadline, now);
     return waiter;
   }
@@ -94,7 +102,10 @@ export class WaitQueue {
       if (w.deadline <= now) {
         w.cancel();
         expired.push(w);
-      } else if (w.deadline < next) next = w.deadline;
+      } else if (w.deadline < next) {
+        next = w.deadline;
+        if (this.inOrder) break; // everyone behind it is due later still
+      }
     }
     if (next < this.timerAt) this.arm(next, now);
     this.peek(); // drops expired waiters from the head of the queue
@@ -121,6 +132,8 @@ export class WaitQueue {
       this.waiters = [];
       this.head = 0;
     }
+    this.inOrder = true;
+    this.lastDeadline = Number.NEGATIVE_INFINITY;
     return null;
   }
 
