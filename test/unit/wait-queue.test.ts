@@ -85,6 +85,18 @@ describe("WaitQueue", () => {
     expect(expired).toEqual(["short", "long"]);
   });
 
+  it("expires every waiter due at one firing, in arrival order, once each", () => {
+    for (const name of ["a", "b", "c"]) add(name, 1000);
+    vi.advanceTimersByTime(5);
+    add("d", 1000);
+    vi.advanceTimersByTime(995);
+    expect(expired).toEqual(["a", "b", "c"]);
+    expect(queue.size).toBe(1);
+    vi.advanceTimersByTime(5);
+    expect(expired).toEqual(["a", "b", "c", "d"]);
+    expect(queue.take()).toBeNull();
+  });
+
   it("never expires a waiter without a timeout (0)", () => {
     add("forever", 0);
     vi.advanceTimersByTime(10 * 60_000);
