@@ -91,9 +91,11 @@ export class WaitQueue {
 
   /** Expires every waiter past its deadline, and arms the timer for the earliest one left. */
   private onTimer(): void {
+    // The timer runs on the monotonic clock: a wall clock set back meanwhile does not hold back
+    // the waiters it was armed for.
+    const now = Math.max(clock.now(), this.timerAt);
     this.timer = null;
     this.timerAt = Number.POSITIVE_INFINITY;
-    const now = clock.now();
     const expired: Waiter[] = [];
     let next = Number.POSITIVE_INFINITY;
     for (let i = this.head; i < this.waiters.length; i++) {

@@ -97,6 +97,13 @@ describe("WaitQueue", () => {
     expect(queue.take()).toBeNull();
   });
 
+  it("expires on time when the wall clock is set back while a client waits", () => {
+    add("a", 1000);
+    vi.setSystemTime(Date.now() - 60_000);
+    vi.advanceTimersByTime(1000);
+    expect(expired).toEqual(["a"]);
+  });
+
   it("never expires a waiter without a timeout (0)", () => {
     add("forever", 0);
     vi.advanceTimersByTime(10 * 60_000);
