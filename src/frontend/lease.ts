@@ -4,6 +4,7 @@
 // the give-back when the client leaves (DESIGN.md section 3, steps 2, 5, 7-9).
 
 import type { BackendConnection, BackendListener } from "../backend/backend-connection.js";
+import type { CheckoutCallback } from "../backend/waiters.js";
 import {
   type DisconnectReason,
   lostConnectionError,
@@ -62,6 +63,8 @@ export interface LeaseOwner {
 
 export class ServerLease implements BackendListener {
   private conn: BackendConnection | null = null;
+  /** The checkout callback, made once per lease rather than once per unit. */
+  private readonly checkedOut: CheckoutCallback = (err, conn) => this.onCheckout(err, conn);
 
   constructor(private readonly owner: LeaseOwner) {}
 
@@ -75,7 +78,7 @@ export class ServerLease implements BackendListener {
     const route = this.owner.route as Route;
     this.owner.waiting();
     // The callback may run before checkout() returns (an idle server was at hand).
-    this.owner.waitFor(route.pool.checkout((err, conn) => this.onCheckout(err, conn)));
+    this.owner.waitFor(route.pool.checkout(this.checkedOut));
   }
 
   private onCheckout(err: ProxyError | ServerError | null, conn: BackendConnection | null): void {

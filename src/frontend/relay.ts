@@ -114,7 +114,7 @@ export class Relay extends RelayOutput<RelayOwner> {
    */
   sendUnit(conn: BackendConnection): void {
     this.applySettings(conn);
-    this.owner.unit.sendTo((code, buf, start, end) => this.send(code, buf, start, end));
+    this.owner.unit.sendTo(this);
     this.flushOutsideChunk();
   }
 

@@ -22,6 +22,21 @@ export function forEachFrame(ranges: readonly Buffer[], visit: FrameVisitor): vo
   }
 }
 
+/** Where a unit's frames go when a server is found (the relay). */
+export interface FrameSink {
+  send(code: number, buf: Buffer, start: number, end: number): void;
+}
+
+/** The frames of buf[start, end) (whole frames), each to `sink.send` (no closure on the hot path). */
+export function forEachFrameIn(buf: Buffer, start: number, end: number, sink: FrameSink): void {
+  let pos = start;
+  while (pos + HEADER <= end) {
+    const frameEnd = pos + 1 + buf.readInt32BE(pos + 1);
+    sink.send(buf[pos], buf, pos, frameEnd);
+    pos = frameEnd;
+  }
+}
+
 /** Syncs, Queries and FunctionCalls in a unit: each is owed one ReadyForQuery. */
 export function countSyncs(unit: readonly Buffer[]): number {
   let n = 0;

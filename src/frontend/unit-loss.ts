@@ -112,7 +112,7 @@ export class UnitLoss {
       return;
     }
     const policy = owner.route?.retry;
-    const kept = unit.overflow ? null : unit.kept;
+    const kept = unit.overflow ? null : unit.keptFrames();
     // 8192: Postgres reads client input in 8 kB pieces (PQ_RECV_BUFFER_SIZE).
     const resetBeforeRead = conn.resetByPeer && owed === 1 && unit.bytes <= 8192;
     const statementText = (name: string) => owner.statements.get(name)?.sql;
@@ -188,7 +188,7 @@ export class UnitLoss {
         status: inTransaction ? TxStatus.Failed : TxStatus.Idle,
       };
     }
-    const texts = unitTexts(unit.kept, lost.statementText);
+    const texts = unitTexts(unit.keptFrames(), lost.statementText);
     const commits = unit.overflow || texts.some((t) => t === null || mayCommit(t));
     if (inTransaction) {
       return commits
@@ -240,8 +240,7 @@ export class UnitLoss {
   fail(err: ProxyError | ServerError, status: number, owed = -1): void {
     const { owner } = this;
     const unit = owner.unit;
-    unit.endInputRun();
-    if (owed < 0) owed = countSyncs(unit.kept);
+    if (owed < 0) owed = countSyncs(unit.keptFrames());
     // A server's FATAL (e.g. its password changed) is reported as an ERROR: this connection lives on.
     const error = "raw" in err ? errorFromServer(err) : err.toMessage();
     unit.stopHolding();

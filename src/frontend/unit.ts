@@ -6,7 +6,7 @@
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { ByteRun } from "../protocol/byte-run.js";
 import type { ClientWire } from "./client-wire.js";
-import { type FrameVisitor, forEachFrame } from "./unit-frames.js";
+import { type FrameSink, type FrameVisitor, forEachFrame, forEachFrameIn } from "./unit-frames.js";
 
 /** What a unit needs of its session. */
 export interface UnitOwner {
@@ -28,13 +28,18 @@ export class Unit {
   private isHolding = false;
   private replayCount = 0;
   private began = 0;
-  /** The client frames kept, as coalesced ranges; created when the first is kept. */
+  /**
+   * The client frames kept: the ranges in `frames` (created when a second range comes, from
+   * another chunk), then the latest range in `input`. A unit in one chunk is kept as that one
+   * range, with nothing allocated.
+   */
   private frames: Buffer[] | null = null;
   private keptBytes = 0;
+  private readonly input = new ByteRun();
+  /** Bytes of every frame of the unit, kept or not. */
+  private unitBytes = 0;
   private held: Buffer[] | null = null;
   private heldBytes = 0;
-  /** Ranges of the chunk being scanned, not yet kept (or written to the server). */
-  private readonly input = new ByteRun();
   /** Reply ranges for the client, written (or held) at the chunk's end. */
   private readonly output = new ByteRun();
 
@@ -75,13 +80,17 @@ export class Unit {
     return (performance.now() - this.began) / 1000;
   }
 
-  /** The frames kept (empty once the unit overflowed). */
-  get kept(): readonly Buffer[] {
+  /** The frames kept, as ranges of whole frames (none once the unit overflowed). A cold path. */
+  keptFrames(): readonly Buffer[] {
+    if (this.tooBig) return NO_FRAMES;
+    const latest = this.input.take();
+    if (latest !== null) this.push(latest);
     return this.frames ?? NO_FRAMES;
   }
 
+  /** Bytes of the unit's frames so far, kept or not. */
   get bytes(): number {
-    return this.keptBytes;
+    return this.unitBytes;
   }
 
   /** The unit's first frame: `holding` where a replay is possible (outside a transaction). */
@@ -94,6 +103,7 @@ export class Unit {
     this.isHolding = holding;
     this.tooBig = false;
     this.replayCount = 0;
+    this.unitBytes = 0;
   }
 
   /** The unit goes to another server; returns the attempt's number. */
@@ -108,23 +118,28 @@ export class Unit {
 
   /** Records a client frame (coalescing ranges of one chunk). */
   append(buf: Buffer, start: number, end: number): void {
+    this.unitBytes += end - start;
     const previous = this.input.add(buf, start, end);
     if (previous !== null) this.keep(previous);
   }
 
-  /** The chunk ended: its pending range is kept. */
+  /** The chunk ended: the replay copy is checked against retry_buffer_bytes. */
   endInputRun(): void {
-    const range = this.input.take();
-    if (range !== null) this.keep(range);
+    if (this.tooBig && this.owner.lease !== null) this.input.clear();
+    else this.checkSize();
   }
 
-  /** Adds a range of client frames to the replay copy while the unit may be replayed. */
+  /** Adds an earlier range of client frames to the replay copy while the unit may be replayed. */
   private keep(range: Buffer): void {
-    const leased = this.owner.lease !== null;
-    if (this.tooBig && leased) return; // no longer replayable: nothing to keep
+    if (this.tooBig && this.owner.lease !== null) return; // no longer replayable: nothing to keep
     this.push(range);
-    if (this.keptBytes <= this.owner.retryBufferBytes) return;
-    if (leased) this.stopKeeping();
+    this.checkSize();
+  }
+
+  /** Past retry_buffer_bytes, a unit holding a server stops keeping a copy. */
+  private checkSize(): void {
+    if (this.keptBytes + this.input.length <= this.owner.retryBufferBytes) return;
+    if (this.owner.lease !== null) this.stopKeeping();
     else this.owner.wire.pauseForUnit(); // unread until a server takes what it has
   }
 
@@ -139,27 +154,38 @@ export class Unit {
     this.tooBig = true;
     this.frames = null;
     this.keptBytes = 0;
+    this.input.clear();
   }
 
   /**
-   * A server was found: every frame the unit holds goes to `send`, the chunk's pending range
-   * first joining the unit whatever its size. Past retry_buffer_bytes the copy is then dropped.
+   * A server was found: every frame the unit holds goes to `sink`, whatever its size (the range
+   * of the chunk being scanned stays pending, and the chunk's next frames join it). Past
+   * retry_buffer_bytes the copy is then dropped.
    */
-  sendTo(send: FrameVisitor): void {
-    const pending = this.input.take();
-    if (pending !== null) this.push(pending);
-    if (this.frames !== null) forEachFrame(this.frames, send);
-    if (this.keptBytes > this.owner.retryBufferBytes) this.stopKeeping();
+  sendTo(sink: FrameSink): void {
+    const frames = this.frames;
+    if (frames !== null) {
+      for (let i = 0; i < frames.length; i++) {
+        const range = frames[i];
+        forEachFrameIn(range, 0, range.length, sink);
+      }
+    }
+    const input = this.input;
+    const latest = input.peek();
+    if (latest !== null) forEachFrameIn(latest, input.from, input.to, sink);
+    if (this.keptBytes + this.input.length > this.owner.retryBufferBytes) this.stopKeeping();
   }
 
   forEachFrame(visit: FrameVisitor): void {
-    if (this.frames !== null) forEachFrame(this.frames, visit);
+    const kept = this.keptFrames();
+    if (kept.length > 0) forEachFrame(kept, visit);
   }
 
   /** The unit is over (done, failed or given up): nothing is kept any more. */
   end(): void {
     this.frames = null;
     this.keptBytes = 0;
+    this.input.clear();
     this.tooBig = false;
     this.isOpen = false;
     this.replayCount = 0;

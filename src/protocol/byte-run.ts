@@ -60,6 +60,30 @@ export class ByteRun {
     return previous;
   }
 
+  /**
+   * The run's buffer, the run lying at [from, to) of it, without ending the run; null when empty.
+   * A run that grew from a view into the memory after it is first based on one view of it all.
+   */
+  peek(): Buffer | null {
+    const b = this.buf;
+    if (b === null || this.end <= b.length) return b;
+    const n = this.end - this.start;
+    this.buf = Buffer.from(b.buffer, b.byteOffset + this.start, n);
+    this.start = 0;
+    this.end = n;
+    return this.buf;
+  }
+
+  /** Where the run starts in peek()'s buffer. */
+  get from(): number {
+    return this.start;
+  }
+
+  /** Where the run ends in peek()'s buffer. */
+  get to(): number {
+    return this.end;
+  }
+
   /** Ends the run and returns its view (the chunk itself when the run covers all of it). */
   take(): Buffer | null {
     const b = this.buf;

@@ -83,3 +83,28 @@ describe("copyBytes", () => {
     }
   });
 });
+
+describe("ByteRun.peek", () => {
+  it("shows the run in place without ending it, and later ranges still join it", () => {
+    const chunk = Buffer.from("0123456789");
+    const run = new ByteRun();
+    run.add(chunk, 2, 5);
+    expect(run.peek()).toBe(chunk);
+    expect([run.from, run.to]).toEqual([2, 5]);
+    expect(run.add(chunk, 5, 7)).toBeNull();
+    expect(run.take()?.toString()).toBe("23456");
+    expect(run.peek()).toBeNull();
+  });
+
+  it("re-bases a run that grew past the end of the view it started in", () => {
+    const chunk = Buffer.from("0123456789");
+    const run = new ByteRun();
+    run.add(chunk.subarray(0, 4), 1, 4); // "123", in a view that ends at byte 4
+    run.add(chunk.subarray(2), 2, 5); // "456", the memory right after it
+    const base = run.peek() as Buffer;
+    expect(base.toString("latin1", run.from, run.to)).toBe("123456");
+    expect(base.buffer).toBe(chunk.buffer); // a view: nothing copied
+    expect(run.add(chunk, 7, 8)).toBeNull(); // "7" still joins
+    expect(run.take()?.toString()).toBe("1234567");
+  });
+});

@@ -72,7 +72,7 @@ describe("Unit: the replay copy", () => {
     const { unit } = unitWith(1 << 20);
     unit.begin(true);
     receive(unit, queryFrame("SELECT 1"), queryFrame("SELECT 2"));
-    expect(unit.kept).toHaveLength(1);
+    expect(unit.keptFrames()).toHaveLength(1);
     const seen: string[] = [];
     unit.forEachFrame((code, buf, start, end) =>
       seen.push(`${String.fromCharCode(code)}:${buf.toString("utf8", start + 5, end - 1)}`),
@@ -94,7 +94,8 @@ describe("Unit: the replay copy", () => {
     unit.begin(true);
     receive(unit, queryFrame("SELECT 'a long enough statement'"));
     expect(unit.overflow).toBe(true);
-    expect(unit.kept).toEqual([]);
+    expect(unit.keptFrames()).toEqual([]);
+    expect(unit.bytes).toBeGreaterThan(20); // still its size: a loss must not take it for a small unit
     expect(wire.paused).toBe(false);
   });
 
@@ -104,9 +105,42 @@ describe("Unit: the replay copy", () => {
     const q = queryFrame("SELECT 'a long enough statement'");
     unit.append(q, 0, q.length); // the chunk is still being scanned: nothing kept yet
     const sent: number[] = [];
-    unit.sendTo((code) => sent.push(code));
+    unit.sendTo({ send: (code) => sent.push(code) });
     expect(sent).toEqual([0x51]);
     expect(unit.overflow).toBe(true);
+  });
+
+  it("a server found mid-chunk gets the frames so far; the chunk's next frames join the same range", () => {
+    const { unit, owner } = unitWith(1 << 20);
+    unit.begin(true);
+    const frames = [queryFrame("SELECT 1"), queryFrame("SELECT 2"), queryFrame("SELECT 3")];
+    const chunk = Buffer.concat(frames);
+    const first = frames[0].length;
+    unit.append(chunk, 0, first);
+    const sent: string[] = [];
+    unit.sendTo({
+      send: (_c, buf, start, end) => sent.push(buf.toString("utf8", start + 5, end - 1)),
+    });
+    owner.lease = {} as BackendConnection;
+    unit.append(chunk, first, first + frames[1].length);
+    unit.append(chunk, first + frames[1].length, chunk.length);
+    unit.endInputRun();
+    expect(sent).toEqual(["SELECT 1"]);
+    expect(unit.keptFrames()).toEqual([chunk]);
+    expect(unit.bytes).toBe(chunk.length);
+  });
+
+  it("a unit over several chunks keeps each chunk's range, in order", () => {
+    const { unit } = unitWith(1 << 20);
+    unit.begin(true);
+    receive(unit, queryFrame("SELECT 1"));
+    receive(unit, queryFrame("SELECT 2"), queryFrame("SELECT 3"));
+    const sent: string[] = [];
+    unit.sendTo({
+      send: (_c, buf, start, end) => sent.push(buf.toString("utf8", start + 5, end - 1)),
+    });
+    expect(sent).toEqual(["SELECT 1", "SELECT 2", "SELECT 3"]);
+    expect(unit.keptFrames()).toHaveLength(2);
   });
 
   it("end() forgets the unit", () => {
@@ -115,7 +149,7 @@ describe("Unit: the replay copy", () => {
     receive(unit, queryFrame("SELECT 1"));
     expect(unit.replay()).toBe(1);
     unit.end();
-    expect([unit.open, unit.bytes, unit.kept.length, unit.replays]).toEqual([false, 0, 0, 0]);
+    expect([unit.open, unit.keptFrames().length, unit.replays]).toEqual([false, 0, 0]);
   });
 });
 
@@ -169,8 +203,8 @@ describe("Unit: held replies", () => {
 });
 
 /** A UnitLoss whose session is a stub; `events` records what its owner was asked to do. */
-function lossWith(mode: "off" | "safe" = "safe") {
-  const { unit, wire } = unitWith(1 << 20, true);
+function lossWith(mode: "off" | "safe" = "safe", retryBufferBytes = 1 << 20) {
+  const { unit, wire } = unitWith(retryBufferBytes, true);
   const events: string[] = [];
   const route = {
     pool: { key: "db/u", giveBack: (_c: unknown, how: string) => events.push(`giveBack ${how}`) },
@@ -201,12 +235,14 @@ function lossWith(mode: "off" | "safe" = "safe") {
 }
 
 function server(
-  over: Partial<Record<"txStatus" | "owed" | "bytesSent", number> & { pinned: boolean }> = {},
+  over: Partial<
+    Record<"txStatus" | "owed" | "bytesSent", number> & { pinned: boolean; resetByPeer: boolean }
+  > = {},
 ) {
   return {
     id: 7,
     txStatus: over.txStatus ?? TxStatus.Idle,
-    resetByPeer: false,
+    resetByPeer: over.resetByPeer ?? false,
     bytesSent: over.bytesSent ?? 100,
     pinned: over.pinned ?? false,
     pins: new Set(over.pinned ? ["temp_table"] : []),
@@ -247,6 +283,16 @@ describe("UnitLoss", () => {
     unit.begin(false);
     receive(unit, queryFrame("INSERT INTO t VALUES (1)"));
     loss.serverLost(server(), "network", null);
+    expect(wire.types).toEqual(["E 08007", "Z I"]);
+  });
+
+  it("a reset is no proof a unit too big to keep went unread: 08007, not 08006", () => {
+    // 9 kB is more than Postgres reads at once: the server may have run part of it.
+    const { loss, unit, wire } = lossWith("safe", 1024);
+    unit.begin(true);
+    receive(unit, queryFrame(`INSERT INTO t VALUES ('${"x".repeat(9000)}')`));
+    expect(unit.overflow).toBe(true);
+    loss.serverLost(server({ resetByPeer: true }), "network", null);
     expect(wire.types).toEqual(["E 08007", "Z I"]);
   });
 
