@@ -3,6 +3,7 @@
 // decides the exit code.
 
 import {
+  addedLatencyUs,
   type BenchReport,
   BOUNCER,
   DIRECT,
@@ -129,10 +130,10 @@ export function checks(r: BenchReport, sidecar = "pgsidecar"): Check[] {
     const a = get(r, id, sidecar);
     const direct = get(r, id, DIRECT);
     if (!a || !direct?.ok) continue;
-    const added = (s: Summary | null) => (s?.ok ? (s.p50Ms - direct.p50Ms) * 1000 : Number.NaN);
-    const mine = added(a);
-    const bouncer = added(get(r, id, BOUNCER));
-    const relay = added(get(r, id, RELAY));
+    const added = (t: string) => addedLatencyUs(r, id, t, "latencyP50Ms");
+    const mine = added(sidecar);
+    const bouncer = added(BOUNCER);
+    const relay = added(RELAY);
     const v = ratioNum(mine, bouncer);
     out.push({
       what: `added p50 latency, ${id.includes("simple") ? "-M simple" : "-M extended"}, 1 client`,

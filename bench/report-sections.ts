@@ -3,6 +3,7 @@
 
 import { checks, SEED_BOUNCER, targetsTable } from "./checks.js";
 import {
+  addedLatencyUs,
   type BenchReport,
   BOUNCER,
   DIRECT,
@@ -84,11 +85,9 @@ function throughputSection(r: BenchReport): string[] {
 function latencySection(r: BenchReport): string[] {
   const rows: string[][] = [];
   for (const s of r.scenarios.filter((x) => x.latency)) {
-    const direct = get(r, s.id, DIRECT);
-    const added = (x: Summary | null, p: "p50Ms" | "p99Ms") =>
-      x?.ok && direct?.ok ? (x[p] - direct[p]) * 1000 : Number.NaN;
-    const relayAdded = added(get(r, s.id, RELAY), "p50Ms");
-    const bouncerAdded = added(get(r, s.id, BOUNCER), "p50Ms");
+    const added = (t: string, p: "latencyP50Ms" | "latencyP99Ms") => addedLatencyUs(r, s.id, t, p);
+    const relayAdded = added(RELAY, "latencyP50Ms");
+    const bouncerAdded = added(BOUNCER, "latencyP50Ms");
     const signed = (x: number) =>
       Number.isFinite(x) ? `${x >= 0 ? "+" : "−"}${f(Math.abs(x))}` : "–";
     for (const t of r.targets) {
@@ -98,7 +97,7 @@ function latencySection(r: BenchReport): string[] {
         rows.push([s.label, t, `fails: ${(x.error ?? "?").slice(0, 100)}`, "", "", "", "", ""]);
         continue;
       }
-      const a50 = added(x, "p50Ms");
+      const a50 = added(t, "latencyP50Ms");
       const isProxy = t !== DIRECT;
       rows.push([
         s.label,
@@ -106,7 +105,7 @@ function latencySection(r: BenchReport): string[] {
         f(x.p50Ms, 3),
         f(x.p99Ms, 3),
         isProxy ? signed(a50) : "–",
-        isProxy ? signed(added(x, "p99Ms")) : "–",
+        isProxy ? signed(added(t, "latencyP99Ms")) : "–",
         isProxy && t !== BOUNCER && a50 > 0 && bouncerAdded > 0 ? ratio(a50, bouncerAdded) : "–",
         isProxy && t !== RELAY && a50 > 0 && relayAdded > 0 ? ratio(a50, relayAdded) : "–",
       ]);
@@ -116,7 +115,7 @@ function latencySection(r: BenchReport): string[] {
   return [
     "## Latency added at low concurrency",
     "",
-    "Added = the target's percentile − direct Postgres's in the same scenario (µs), from pgbench's per-transaction log; pgbench -j 1.",
+    "Added = the median over rounds of the target's percentile − direct Postgres's in the same round (µs; paired, so that a slow minute cancels out), from pgbench's per-transaction log; pgbench -j 1.",
     "",
     ...table(
       [

@@ -130,6 +130,28 @@ export function median(xs: number[]): number {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
+/**
+ * The latency `target` adds over direct Postgres in a scenario, in µs: the median over rounds of
+ * the difference within each round. Both samples of a round come from the same minute, so a slow
+ * minute, which slows both, cancels out; a difference of medians mixes minutes and swung by tens
+ * of µs between runs. NaN when no round has both samples.
+ */
+export function addedLatencyUs(
+  r: Pick<BenchReport, "cells">,
+  scenario: string,
+  target: string,
+  percentile: "latencyP50Ms" | "latencyP99Ms",
+): number {
+  const mine = r.cells.get(cellKey(scenario, target))?.samples ?? [];
+  const direct = r.cells.get(cellKey(scenario, DIRECT))?.samples ?? [];
+  const diffs: number[] = [];
+  for (let i = 0; i < Math.min(mine.length, direct.length); i++) {
+    if (mine[i].ok && direct[i].ok)
+      diffs.push((mine[i][percentile] - direct[i][percentile]) * 1000);
+  }
+  return median(diffs);
+}
+
 export interface Summary {
   ok: boolean;
   runs: number;
