@@ -6,7 +6,7 @@
 import type { BackendConnection } from "../backend/backend-connection.js";
 import { ByteRun } from "../protocol/byte-run.js";
 import type { ClientWire } from "./client-wire.js";
-import { type FrameSink, type FrameVisitor, forEachFrame, forEachFrameIn } from "./unit-frames.js";
+import { type FrameSink, forEachFrameIn } from "./unit-frames.js";
 
 /** What a unit needs of its session. */
 export interface UnitOwner {
@@ -136,9 +136,14 @@ export class Unit {
     this.checkSize();
   }
 
+  /** Bytes of the replay copy: the ranges kept, and the latest one. */
+  private get keptSize(): number {
+    return this.keptBytes + this.input.length;
+  }
+
   /** Past retry_buffer_bytes, a unit holding a server stops keeping a copy. */
   private checkSize(): void {
-    if (this.keptBytes + this.input.length <= this.owner.retryBufferBytes) return;
+    if (this.keptSize <= this.owner.retryBufferBytes) return;
     if (this.owner.lease !== null) this.stopKeeping();
     else this.owner.wire.pauseForUnit(); // unread until a server takes what it has
   }
@@ -173,12 +178,7 @@ export class Unit {
     const input = this.input;
     const latest = input.peek();
     if (latest !== null) forEachFrameIn(latest, input.from, input.to, sink);
-    if (this.keptBytes + this.input.length > this.owner.retryBufferBytes) this.stopKeeping();
-  }
-
-  forEachFrame(visit: FrameVisitor): void {
-    const kept = this.keptFrames();
-    if (kept.length > 0) forEachFrame(kept, visit);
+    if (this.keptSize > this.owner.retryBufferBytes) this.stopKeeping();
   }
 
   /** The unit is over (done, failed or given up): nothing is kept any more. */

@@ -9,6 +9,7 @@ import type { ClientWire } from "../../src/frontend/client-wire.js";
 import { RetryPolicy } from "../../src/frontend/retry-policy.js";
 import type { Route } from "../../src/frontend/session-context.js";
 import { Unit } from "../../src/frontend/unit.js";
+import { forEachFrame } from "../../src/frontend/unit-frames.js";
 import { UnitLoss, type UnitLossOwner } from "../../src/frontend/unit-loss.js";
 import { TxStatus } from "../../src/protocol/codes.js";
 import { loadSqlParser } from "../../src/sql/parser.js";
@@ -74,7 +75,7 @@ describe("Unit: the replay copy", () => {
     receive(unit, queryFrame("SELECT 1"), queryFrame("SELECT 2"));
     expect(unit.keptFrames()).toHaveLength(1);
     const seen: string[] = [];
-    unit.forEachFrame((code, buf, start, end) =>
+    forEachFrame(unit.keptFrames(), (code, buf, start, end) =>
       seen.push(`${String.fromCharCode(code)}:${buf.toString("utf8", start + 5, end - 1)}`),
     );
     expect(seen).toEqual(["Q:SELECT 1", "Q:SELECT 2"]);
@@ -266,6 +267,20 @@ describe("UnitLoss", () => {
     loss.serverLost(server(), "network", null);
     expect(events).toEqual(["giveBack destroy", "requestServer"]);
     expect(unit.replays).toBe(1);
+  });
+
+  it("replays a unit lost between two of its chunks whole: the latest chunk's frames too", () => {
+    const { loss, unit, events } = lossWith();
+    unit.begin(true);
+    receive(unit, queryFrame("SELECT 1"));
+    receive(unit, queryFrame("SELECT 2"), queryFrame("SELECT 3"));
+    loss.serverLost(server({ owed: 3 }), "network", null);
+    expect(events).toEqual(["giveBack destroy", "requestServer"]);
+    const sent: string[] = [];
+    unit.sendTo({
+      send: (_c, buf, start, end) => sent.push(buf.toString("utf8", start + 5, end - 1)),
+    });
+    expect(sent).toEqual(["SELECT 1", "SELECT 2", "SELECT 3"]);
   });
 
   it("fails a unit whose reply reached the client: 08006 for a read, the session lives on", () => {
